@@ -1,0 +1,43 @@
+"""The ``dystream`` command: one entry point, one sub-command per job.
+
+Each sub-command lives in the module that does the work; the module provides ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so ``dystream --help`` stays fast and a
+command never pays for another's imports (torch, mediapipe, rclpy).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dystream_ros.errors import DystreamError
+
+# name -> (module, one-line help). Commands whose module is not in this checkout yet are left out of the table.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``dystream`` command line; return the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog='dystream', description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    chosen = next((arg for arg in argv if not arg.startswith('-')), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:  # import only the module of the command that runs
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except DystreamError as exc:
+        print(f'dystream {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

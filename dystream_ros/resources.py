@@ -1,0 +1,36 @@
+"""Where the package's data files live, in a source checkout and once installed.
+
+CMake installs launch/, config/ and bench/ to ``share/dystream_ros`` and rosidl installs the .msg files to
+``share/dystream_ros/msg``. In a source checkout the same folders sit at the repository root.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = 'dystream_ros'
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def share_dir() -> Path:
+    """Return the folder holding msg/, launch/, config/ and bench/.
+
+    The source checkout wins when this module runs from one; otherwise the ament index (set by a sourced ROS
+    workspace) and finally ``<sys.prefix>/share/dystream_ros`` (the bare-machine install into .venv).
+    """
+    if (_SOURCE_ROOT / 'package.xml').is_file() and (_SOURCE_ROOT / 'msg').is_dir():
+        return _SOURCE_ROOT
+    if os.environ.get('AMENT_PREFIX_PATH'):
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        except PackageNotFoundError:
+            pass
+    return Path(sys.prefix) / 'share' / PACKAGE
+
+
+def share_path(*parts: str) -> Path:
+    """Return a path below :func:`share_dir`, e.g. ``share_path('config', 'default.yaml')``."""
+    return share_dir().joinpath(*parts)
