@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dystream`` command line; return the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog='dystream', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog='dystream', description='dystream_ros: a live talking face for social robots (DyStream).')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     chosen = next((arg for arg in argv if not arg.startswith('-')), None)
     for name, (module_name, help_text) in COMMANDS.items():

@@ -1,0 +1,30 @@
+# dystream_ros on a machine without a system ROS: everything runs from .venv (see README.md).
+# Every rclpy process started from here keeps its DDS traffic on loopback.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo constraints clean
+
+## setup: create .venv with ROS 2 Kilted (PyPI wheels), the pinned dependencies, and this package built and installed
+setup:
+	bash tools/setup_venv.sh
+
+## test: set up if needed, then run the whole test suite (about 10 minutes on 2 cores)
+test: setup
+	$(PYTHON) -m pytest test $(PYTEST_ARGS)
+
+## demo: the main job, once the node and the shipped model exist (see README.md for what exists today)
+demo: setup
+	@echo "make demo: the node and the demo bag are not built yet (README.md, 'Status')." >&2; exit 1
+
+## constraints: re-pin requirements/constraints.txt from what is installed in .venv
+constraints:
+	{ sed -n '1,2p' requirements/constraints.txt; $(PYTHON) -m pip freeze --exclude dystream_ros \
+	  | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/'; } > requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
+
+clean:
+	rm -rf build $(VENV)

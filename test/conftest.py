@@ -1,0 +1,15 @@
+"""Test session set-up: ROS traffic stays on loopback, each run gets a private domain and its own log folder."""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+
+
+def pytest_configure(config: object) -> None:
+    """Set the ROS environment before any test (or any process a test starts) initialises rclpy."""
+    # Fast DDS would otherwise send discovery multicast out of the network card.
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    # A private domain per run, so two runs on one machine (or a robot on the same host) never see each other.
+    os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
+    os.environ['ROS_LOG_DIR'] = tempfile.mkdtemp(prefix='dystream_ros_test_logs_')

@@ -1,0 +1,57 @@
+"""The package installs the way users install it: ROS layout in .venv (make setup), wheel for plain Python."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import dystream_ros
+from dystream_ros.msg import FaceMotion
+from dystream_ros.resources import share_path
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = Path(sys.prefix)
+
+
+def test_make_setup_installs_the_ros_layout_into_the_venv() -> None:
+    # what `ros2 run`, `ros2 launch` and the ament index look for, as colcon would install it
+    for relative in ('lib/dystream_ros/dystream_node', 'lib/dystream_ros/audio_capture_node', 'bin/dystream',
+                     'share/dystream_ros/package.xml', 'share/dystream_ros/msg/FaceMotion.msg',
+                     'share/ament_index/resource_index/packages/dystream_ros'):
+        assert (PREFIX / relative).is_file(), relative
+    for script in ('lib/dystream_ros/dystream_node', 'bin/dystream'):
+        assert os.access(PREFIX / script, os.X_OK), script
+    assert FaceMotion.ACTIVITY_LISTENING == 2
+    assert share_path('msg', 'FaceMotion.msg').read_text() == (ROOT / 'msg' / 'FaceMotion.msg').read_text()
+
+
+def test_messages_import_in_a_clean_process_without_environment_set_by_hand() -> None:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(('AMENT_', 'LD_LIBRARY', 'PYTHONPATH', '_ROS_WHEELS'))}
+    result = subprocess.run(
+        [str(PREFIX / 'bin' / 'python'), '-c',
+         'import rclpy, dystream_ros; from dystream_ros.msg import FaceMotion; print(FaceMotion.__module__)'],
+        cwd='/', env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'dystream_ros.msg._face_motion'
+
+
+def test_dystream_command_runs() -> None:
+    result = subprocess.run([str(PREFIX / 'bin' / 'dystream'), '--help'], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert 'usage: dystream' in result.stdout
+
+
+def test_plain_python_wheel_holds_the_library_and_the_command(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
+                    str(tmp_path), str(ROOT)], check=True, timeout=300, capture_output=True)
+    (wheel,) = tmp_path.glob('dystream_ros-*.whl')
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith('entry_points.txt'))
+    assert 'dystream_ros/cli.py' in names and 'dystream_ros/data/sample.py' in names
+    assert 'dystream = dystream_ros.cli:main' in entry_points
+    assert dystream_ros.__version__ in wheel.name
