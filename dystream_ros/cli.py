@@ -14,6 +14,7 @@ from dystream_ros.errors import DystreamError
 
 # name -> (module, one-line help). Commands whose module is not in this checkout yet are left out of the table.
 COMMANDS: dict[str, tuple[str, str]] = {
+    'bench': ('dystream_ros.bench', 'run a benchmark from bench/ and print its figures'),
 }
 
 
