@@ -57,6 +57,7 @@ fi
 
 # 5. Build the messages and install the package into .venv, as colcon would into install/ (incremental).
 export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
+mkdir -p "$BUILD"
 if [ ! -f "$BUILD/Makefile" ]; then  # only a successful configure writes it
   step "cmake: configuring $BUILD"
   cmake -S "$ROOT" -B "$BUILD" -Wno-dev -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
@@ -68,5 +69,5 @@ cmake --install "$BUILD" > "$BUILD.install.log" 2>&1 || { cat "$BUILD.install.lo
 
 # 6. The promise of `make setup`: these imports work with no environment set by hand.
 "$VENV/bin/python" -c "import rclpy, dystream_ros; from dystream_ros.msg import FaceMotion" \
-  || { echo "[setup] the installed package does not import: see $BUILD.*.log" >&2; exit 1; }
+  || { echo "[setup] the installed package does not import: see $BUILD/*.log" >&2; exit 1; }
 step "ok: $VENV ($(du -sh "$VENV" | cut -f1))"
