@@ -55,3 +55,27 @@ def test_plain_python_wheel_holds_the_library_and_the_command(tmp_path: Path) ->
     assert 'dystream_ros/cli.py' in names and 'dystream_ros/data/sample.py' in names
     assert 'dystream = dystream_ros.cli:main' in entry_points
     assert dystream_ros.__version__ in wheel.name
+
+
+def test_colcon_build_in_a_ros_workspace_installs_messages_nodes_and_share_files(tmp_path: Path) -> None:
+    # the other way to build: src/dystream_ros in a workspace + colcon build, against the ROS in this prefix
+    (tmp_path / 'src').mkdir()
+    (tmp_path / 'src' / 'dystream_ros').symlink_to(ROOT)
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(PREFIX), CMAKE_PREFIX_PATH=str(PREFIX))
+    build = subprocess.run(
+        [str(PREFIX / 'bin' / 'colcon'), 'build', '--cmake-args', f'-DPython3_EXECUTABLE={sys.executable}',
+         '-DBUILD_TESTING=ON'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    install = tmp_path / 'install' / 'dystream_ros'
+    for relative in ('lib/dystream_ros/dystream_node', 'share/dystream_ros/package.xml',
+                     'share/dystream_ros/msg/AudioDataStamped.msg', 'bin/dystream'):
+        assert (install / relative).is_file(), relative
+    # the ament test registered by CMakeLists.txt (what `colcon test` runs)
+    assert 'dystream_ros_tests' in (tmp_path / 'build' / 'dystream_ros' / 'CTestTestfile.cmake').read_text()
+    probe = subprocess.run(
+        ['bash', '-c', '. install/setup.sh && python -c "from dystream_ros.msg import FaceMotion; '
+         'import dystream_ros.msg as m; print(m.__file__)"'],
+        cwd=tmp_path, env=dict(env, PATH=f'{PREFIX / "bin"}:{os.environ["PATH"]}'),
+        capture_output=True, text=True, timeout=120, check=False)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().startswith(str(install)), probe.stdout
