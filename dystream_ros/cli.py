@@ -15,13 +15,14 @@ from dystream_ros.errors import DystreamError
 # name -> (module, one-line help). Commands whose module is not in this checkout yet are left out of the table.
 COMMANDS: dict[str, tuple[str, str]] = {
     'bench': ('dystream_ros.bench', 'run a benchmark from bench/ and print its figures'),
+    'corpus': ('dystream_ros.data.corpus', 'generate a synthetic dyadic corpus with offline TTS'),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dystream`` command line; return the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog='dystream', description='dystream_ros: a live talking face for social robots (DyStream).')
+    parser = argparse.ArgumentParser(prog='dystream', description='A live talking face for social robots.')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     chosen = next((arg for arg in argv if not arg.startswith('-')), None)
     for name, (module_name, help_text) in COMMANDS.items():

@@ -1,0 +1,250 @@
+"""``dystream corpus``: a synthetic dyadic corpus, two people talking, spoken by offline TTS.
+
+Each conversation has turn taking with pauses and overlaps, questions and answers, backchannels ("uh huh",
+"right") and laughter while the other talks; each side has its own voice, rate, pitch and loudness, and its own
+microphone (level, room noise, reverberation, some cross-talk from the other side). Each conversation gives two
+samples, one per side (see ``dystream_ros.data.sample``): the side's teacher motion, its own voice as ``self``
+and the other's voice as ``partner``. The ``train`` and ``heldout`` splits use disjoint voices and texts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import fftconvolve, lfilter
+
+from dystream_ros.data.sample import SAMPLE_RATE_HZ, Sample, write_sample
+from dystream_ros.data.teacher import Persona, Turn, side_motion
+from dystream_ros.data.tts import Utterance, Voice, synthesize
+from dystream_ros.face.motion import MOTION_NAMES
+
+# Voices per split: the held-out split must be spoken by voices the model never heard in training.
+_ESPEAK_TRAIN = ['en-us', 'en', 'en-gb-scotland', 'en-029', 'en-gb-x-gbclan']
+_ESPEAK_TRAIN_VARIANTS = ['m1', 'm2', 'm3', 'm4', 'm5', 'f1', 'f2', 'f3', 'f4', 'klatt', 'klatt2', 'Alex', 'Andy',
+                          'Annie', 'belinda', 'david', 'ed', 'john', 'linda', 'max', 'paul', 'robert']
+_ESPEAK_HELDOUT = ['en-gb-x-rp', 'en-gb-x-gbcwmd']
+_ESPEAK_HELDOUT_VARIANTS = ['m6', 'm7', 'f5', 'klatt3', 'Mike', 'Lee']
+_FESTIVAL = {'train': ['kal'], 'heldout': ['slt']}
+
+# Texts per split: different topics, so held-out sentences are new as well as their voices.
+_TOPICS = {
+    'train': {
+        'questions': ['Could you tell me where the {place} is?', 'Is the {place} open today?',
+                      'How long does it take to get to the {place}?', 'Do I need a badge for the {place}?',
+                      'Who should I ask about the {thing}?', 'When does the {event} start?',
+                      'Did you see the {thing} this morning?', 'Can I leave my {thing} here for a moment?'],
+        'answers': ['The {place} is on the {floor} floor, next to the {landmark}.',
+                    'It opens at {hour} and closes at {hour2}.', 'It takes about {minutes} minutes on foot.',
+                    'Yes, you can get one at the front desk.', 'Please ask {person}, she knows all about it.',
+                    'The {event} starts at {hour}, in the {place}.', 'Of course, I will keep an eye on it.',
+                    'I think so, but let me check for you.'],
+        'statements': ['I have a meeting with {person} at {hour}.', 'I came here by {transport} today.',
+                       'The weather was lovely on the way in.', 'I am here for the {event}.',
+                       'My colleague will join me in a few minutes.', 'I have never been to this building before.',
+                       'Thank you so much, that is very helpful.', 'Good morning, nice to meet you.'],
+        'place': ['library', 'cafeteria', 'meeting room', 'lab', 'lecture hall', 'reception', 'elevator',
+                  'parking lot', 'museum shop', 'workshop'],
+        'thing': ['schedule', 'parcel', 'umbrella', 'coat', 'new robot', 'visitor pass', 'presentation'],
+        'event': ['tour', 'workshop', 'seminar', 'open day', 'demonstration', 'lunch talk'],
+        'person': ['Anna', 'Doctor Patel', 'Maria', 'Professor Chen', 'Sophie', 'the manager'],
+        'floor': ['first', 'second', 'third', 'ground'],
+        'landmark': ['stairs', 'big window', 'coffee machine', 'blue door', 'plants'],
+        'hour': ['nine', 'ten thirty', 'noon', 'two o clock', 'half past three'],
+        'hour2': ['five', 'six in the evening', 'eight', 'midnight'],
+        'minutes': ['two', 'five', 'ten', 'fifteen'],
+        'transport': ['train', 'bus', 'bike', 'car'],
+    },
+    'heldout': {
+        'questions': ['Which {animal} do you like the most?', 'Have you ever tried {food}?',
+                      'What would you do on a {day} off?', 'Is it far to the {city} station?'],
+        'answers': ['I really like the {animal}, it is so calm.', 'Yes, {food} is one of my favourites.',
+                    'I would probably go hiking near the {city} hills.', 'No, the {city} station is quite close.'],
+        'statements': ['My sister lives in {city} now.', 'We cooked {food} together last {day}.',
+                       'The {animal} at the zoo was sleeping all day.', 'I forgot my glasses at home again.'],
+        'animal': ['otter', 'giraffe', 'penguin', 'fox', 'owl'],
+        'food': ['lentil soup', 'fresh bread', 'dumplings', 'mango salad'],
+        'day': ['Sunday', 'Friday', 'holiday'],
+        'city': ['harbour', 'river', 'old town', 'university'],
+    },
+}
+_BACKCHANNELS = ['uh huh.', 'yeah.', 'right.', 'okay.', 'I see.', 'sure.', 'hmm.', 'oh really?']
+_LAUGHS = ['ha ha ha!', 'ha ha!', 'he he he.']
+
+
+def _fill(template: str, topic: dict[str, list[str]], rng: np.random.Generator) -> str:
+    out = template
+    for key, words in topic.items():
+        if key in ('questions', 'answers', 'statements'):
+            continue
+        while '{' + key + '}' in out:
+            out = out.replace('{' + key + '}', str(rng.choice(words)), 1)
+    return out
+
+
+def _random_voice(split: str, rng: np.random.Generator) -> Voice:
+    if rng.random() < 0.2:
+        return Voice('festival', str(rng.choice(_FESTIVAL[split])), rate_wpm=int(rng.integers(140, 200)))
+    languages, variants = ((_ESPEAK_TRAIN, _ESPEAK_TRAIN_VARIANTS) if split == 'train'
+                           else (_ESPEAK_HELDOUT, _ESPEAK_HELDOUT_VARIANTS))
+    name = f'{rng.choice(languages)}+{rng.choice(variants)}'
+    return Voice('espeak', name, rate_wpm=int(rng.integers(135, 210)), pitch=int(rng.integers(25, 75)),
+                 pitch_range=int(rng.integers(20, 90)))
+
+
+@dataclass
+class _Spoken:
+    speaker: int
+    start_s: float
+    utterance: Utterance
+    is_question: bool
+
+
+def _script(split: str, rng: np.random.Generator, target_s: float) -> list[tuple[int, str, str]]:
+    """(speaker, kind, text) lines: alternating questions, answers and statements, about ``target_s`` long."""
+    topic = _TOPICS[split]
+    lines: list[tuple[int, str, str]] = []
+    speaker = int(rng.integers(2))
+    estimated = 0.0
+    while estimated < target_s:
+        kind = str(rng.choice(['question', 'statement'], p=[0.6, 0.4]))
+        template = str(rng.choice(topic['questions' if kind == 'question' else 'statements']))
+        lines.append((speaker, kind, _fill(template, topic, rng)))
+        if kind == 'question':  # a question is answered by the other side
+            lines.append((1 - speaker, 'answer', _fill(str(rng.choice(topic['answers'])), topic, rng)))
+            speaker = 1 - speaker if rng.random() < 0.5 else speaker
+        else:
+            speaker = 1 - speaker if rng.random() < 0.7 else speaker
+        estimated += 2.0 * (2 if kind == 'question' else 1) + 0.5
+    return lines
+
+
+def _schedule(lines: list[tuple[int, str, str]], voices: list[Voice],
+              rng: np.random.Generator) -> list[_Spoken]:
+    """Speak the script and place it in time: gaps, overlaps, backchannels and laughter from the listener."""
+    spoken_lines = {0: [], 1: []}
+    for speaker in (0, 1):
+        texts = [text for s, _, text in lines if s == speaker]
+        extras = [str(rng.choice(_BACKCHANNELS + _LAUGHS)) for _ in range(len(lines))]
+        spoken = synthesize(texts + extras, voices[speaker])
+        spoken_lines[speaker] = spoken
+    main_iter = {s: iter(spoken_lines[s][: sum(1 for x, _, _ in lines if x == s)]) for s in (0, 1)}
+    extra_iter = {s: iter(spoken_lines[s][sum(1 for x, _, _ in lines if x == s):]) for s in (0, 1)}
+    placed: list[_Spoken] = []
+    clock = float(rng.uniform(0.3, 1.5))
+    last_speaker = -1
+    for speaker, kind, _ in lines:
+        utterance = next(main_iter[speaker])
+        if speaker != last_speaker:
+            clock += float(np.clip(rng.normal(0.35, 0.3), -0.4, 1.5))  # turn gap; negative means overlap
+        else:
+            clock += float(rng.uniform(0.15, 0.6))
+        placed.append(_Spoken(speaker, max(clock, 0.0), utterance, kind == 'question'))
+        listener = 1 - speaker
+        if utterance.duration_s > 1.2 and rng.random() < 0.45:  # the listener reacts while this one talks
+            reaction = next(extra_iter[listener])
+            at = clock + float(rng.uniform(0.5, max(0.6, utterance.duration_s - 0.2)))
+            placed.append(_Spoken(listener, at, reaction, False))
+        clock += utterance.duration_s
+        last_speaker = speaker
+    return placed
+
+
+def _room_impulse_response(rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room: direct sound plus exponentially decaying diffuse reflections (RT60 0.15 to 0.6 s)."""
+    rt60 = rng.uniform(0.15, 0.6)
+    n = int(rt60 * SAMPLE_RATE_HZ)
+    t = np.arange(n) / SAMPLE_RATE_HZ
+    tail = rng.normal(0.0, 1.0, n) * np.exp(-6.9 * t / rt60) * rng.uniform(0.05, 0.3)
+    tail[: int(0.003 * SAMPLE_RATE_HZ)] = 0.0  # first reflections arrive a few ms after the direct sound
+    tail[0] = 1.0
+    return tail.astype(np.float32)
+
+
+def _room_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Pinkish background noise (fans, traffic), unit RMS."""
+    white = rng.normal(0.0, 1.0, n)
+    noise = lfilter([0.049922, -0.095993, 0.050612, -0.004408], [1.0, -2.494956, 2.017265, -0.522189], white)
+    return (noise / (np.std(noise) + 1e-9)).astype(np.float32)
+
+
+def _microphone(own: np.ndarray, other: np.ndarray, rng: np.random.Generator, far_field: bool) -> np.ndarray:
+    """What one side's microphone records: its own voice, some of the other's, the room; scaled to a level."""
+    signal = own.copy()
+    if far_field:
+        signal = fftconvolve(signal, _room_impulse_response(rng))[: len(own)].astype(np.float32)
+    if rng.random() < 0.5:  # cross-talk: the other voice leaks in (a robot hears its own speaker)
+        signal += other * float(10 ** (rng.uniform(-30, -15) / 20))
+    speech_rms = float(np.sqrt(np.mean(own[np.abs(own) > 1e-4] ** 2))) if np.any(np.abs(own) > 1e-4) else 0.0
+    snr_db = rng.uniform(15, 40) if far_field else rng.uniform(35, 60)
+    signal += _room_noise(rng, len(signal)) * speech_rms * float(10 ** (-snr_db / 20))
+    peak = float(np.max(np.abs(signal))) + 1e-9
+    level_db = rng.uniform(-30, -8) if far_field else rng.uniform(-14, -2)
+    return (signal / peak * float(10 ** (level_db / 20))).astype(np.float32)
+
+
+def conversation(index: int, split: str, seed: int, target_s: float) -> list[Sample]:
+    """Generate conversation ``index`` of a corpus and return its two samples (one per side)."""
+    rng = np.random.default_rng([seed, index, 0 if split == 'train' else 1])
+    voices = [_random_voice(split, rng) for _ in range(2)]
+    personas = [Persona.random(rng) for _ in range(2)]
+    placed = _schedule(_script(split, rng, target_s), voices, rng)
+    total_s = max(s.start_s + s.utterance.duration_s for s in placed) + float(rng.uniform(0.5, 1.5))
+    num_frames = int(total_s * 25)
+    num_samples = num_frames * (SAMPLE_RATE_HZ // 25)
+    dry = [np.zeros(num_samples, np.float32) for _ in range(2)]
+    turns: list[list[Turn]] = [[], []]
+    for spoken in placed:
+        start = int(spoken.start_s * SAMPLE_RATE_HZ)
+        audio = spoken.utterance.audio[: max(0, num_samples - start)]
+        dry[spoken.speaker][start:start + len(audio)] += audio
+        turns[spoken.speaker].append(Turn(spoken.speaker, spoken.start_s, spoken.utterance.duration_s,
+                                          tuple(spoken.utterance.phones), spoken.is_question))
+    samples = []
+    for side in (0, 1):
+        other = 1 - side
+        motion = side_motion(turns[side], turns[other], dry[side], num_frames, personas[side], rng)
+        # self = this side's own voice as a robot gets it (its TTS, or a close microphone); partner = the other
+        # person through a far-field microphone in a room
+        self_audio = _microphone(dry[side], dry[other], rng, far_field=False)
+        partner_audio = _microphone(dry[other], dry[side], rng, far_field=True)
+        samples.append(Sample(f'{split}_{seed}_{index:05d}_{"ab"[side]}', motion, MOTION_NAMES,
+                              np.ones(num_frames, bool), self_audio, partner_audio))
+    return samples
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dystream corpus``."""
+    parser.add_argument('--out', type=Path, required=True, help='folder to write the samples into')
+    parser.add_argument('--hours', type=float, default=1.0, help='total conversation time to generate')
+    parser.add_argument('--seed', type=int, default=0, help='the same seed gives the same corpus')
+    parser.add_argument('--split', choices=['train', 'heldout'], default='train',
+                        help='train, or heldout: voices and texts that train never uses')
+    parser.add_argument('--conversation-seconds', type=float, default=40.0,
+                        help='approximate length of one conversation')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate the corpus with a progress bar and write a summary (corpus.json) next to the samples."""
+    from tqdm import tqdm
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    goal_s = args.hours * 3600.0
+    done_s, index, count = 0.0, 0, 0
+    with tqdm(total=round(goal_s / 60, 1), unit='min', desc=f'corpus ({args.split})') as bar:
+        while done_s < goal_s:
+            samples = conversation(index, args.split, args.seed, args.conversation_seconds)
+            for sample in samples:
+                write_sample(args.out, sample)
+            length_s = samples[0].num_frames / 25
+            done_s += length_s
+            count += len(samples)
+            index += 1
+            bar.update(round(length_s / 60, 2))
+    summary = {'split': args.split, 'seed': args.seed, 'conversations': index, 'samples': count,
+               'hours': round(done_s / 3600, 3)}
+    (args.out / 'corpus.json').write_text(json.dumps(summary, indent=2) + '\n')
+    print(json.dumps(summary))
+    return 0
