@@ -1,0 +1,117 @@
+"""One audio stream placed on the engine's clock by its stamps, whatever the publisher gets wrong.
+
+The engine asks "what did this stream sound like between sample i and j of my clock?"; a :class:`StreamTimeline`
+answers from the chunks it was given, with silence where nothing arrived. Stamps map to the engine's clock
+through an offset fixed by the first chunk (so bags with old stamps work) and re-fixed when the stamps stop
+matching arrival times (a bag looping, a publisher restarting). Publishers jitter: a chunk within
+``jitter_tolerance_s`` of where the previous one ended is taken as contiguous.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dystream_ros.audio.formats import AudioIssue
+from dystream_ros.audio.resample import TARGET_RATE_HZ
+
+NS_PER_S = 1_000_000_000
+
+
+class StreamTimeline:
+    """A fixed-size window of one 16 kHz stream on the engine clock (sample index 0 = ``epoch_ns``)."""
+
+    def __init__(self, epoch_ns: int, capacity_s: float = 10.0, jitter_tolerance_s: float = 0.02,
+                 resync_threshold_s: float = 0.5) -> None:
+        self.epoch_ns = int(epoch_ns)
+        self.capacity = int(capacity_s * TARGET_RATE_HZ)
+        self.jitter = int(jitter_tolerance_s * TARGET_RATE_HZ)
+        self.resync_threshold_ns = int(resync_threshold_s * NS_PER_S)
+        self._buffer = np.zeros(self.capacity, np.float32)
+        self._start = 0  # engine sample index of _buffer[0]
+        self.written_until = 0  # end (exclusive) of the newest audio written
+        self.consumed_until = 0  # the engine has generated frames from everything before this index
+        self.last_arrival_ns: int | None = None
+        self._offset_ns: int | None = None  # engine time = stamp + offset
+
+    def _index_of(self, engine_time_ns: int) -> int:
+        return round((engine_time_ns - self.epoch_ns) * TARGET_RATE_HZ / NS_PER_S)
+
+    def write(self, stamp_ns: int, samples: np.ndarray, arrival_ns: int) -> list[AudioIssue]:
+        """Place ``samples`` (16 kHz, first one at ``stamp_ns`` on the stream's own clock) that arrived at
+        ``arrival_ns`` (engine clock). Return what had to be repaired."""
+        issues: list[AudioIssue] = []
+        n = len(samples)
+        if n == 0:
+            return [AudioIssue.EMPTY]
+        self.last_arrival_ns = int(arrival_ns)
+        duration_ns = n * NS_PER_S // TARGET_RATE_HZ
+        expected_start_ns = arrival_ns - duration_ns  # where a live, just-captured chunk would start
+        if self._offset_ns is None:
+            self._offset_ns = expected_start_ns - stamp_ns
+        elif abs(stamp_ns + self._offset_ns - expected_start_ns) > self.resync_threshold_ns:
+            # the stamps no longer follow the clock: continue from the newest audio instead of leaving a hole
+            issues.append(AudioIssue.CLOCK_JUMP)
+            start = max(self.written_until, self._index_of(expected_start_ns))
+            self._offset_ns = self.epoch_ns + start * NS_PER_S // TARGET_RATE_HZ - stamp_ns
+        start = self._index_of(stamp_ns + self._offset_ns)
+        if abs(start - self.written_until) <= self.jitter:
+            start = self.written_until  # stamp jitter: contiguous
+        elif start > self.written_until:
+            if self.written_until > 0:
+                issues.append(AudioIssue.GAP)
+        elif start + n <= self.written_until and start >= self.consumed_until:
+            # an out-of-order chunk filling a hole is fine; one that repeats audio already here is dropped
+            if np.any(self._read_raw(start, start + n)):
+                return [*issues, AudioIssue.OVERLAP]
+        else:
+            skip = min(self.written_until, start + n) - start
+            if start < self.consumed_until:
+                issues.append(AudioIssue.LATE)
+            else:
+                issues.append(AudioIssue.OVERLAP)
+            samples, start = samples[skip:], start + skip
+        if start < self.consumed_until:  # the part before what the engine used is late
+            samples, start = samples[self.consumed_until - start:], self.consumed_until
+            if AudioIssue.LATE not in issues:
+                issues.append(AudioIssue.LATE)
+        if len(samples) > self.capacity:
+            issues.append(AudioIssue.TOO_LARGE)
+            start += len(samples) - self.capacity
+            samples = samples[-self.capacity:]
+        if len(samples):
+            self._store(start, samples)
+        return issues
+
+    def _store(self, start: int, samples: np.ndarray) -> None:
+        end = start + len(samples)
+        if end > self._start + self.capacity:  # slide the window forward, dropping the oldest audio
+            shift = end - (self._start + self.capacity)
+            if shift >= self.capacity:
+                self._buffer[:] = 0.0
+            else:
+                self._buffer[:-shift] = self._buffer[shift:]
+                self._buffer[-shift:] = 0.0
+            self._start += shift
+        lo = max(start, self._start)
+        self._buffer[lo - self._start:end - self._start] = samples[lo - start:]
+        self.written_until = max(self.written_until, end)
+
+    def _read_raw(self, start: int, end: int) -> np.ndarray:
+        out = np.zeros(end - start, np.float32)
+        lo, hi = max(start, self._start), min(end, self._start + self.capacity)
+        if hi > lo:
+            out[lo - start:hi - start] = self._buffer[lo - self._start:hi - self._start]
+        return out
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """Samples ``[start, end)`` of the engine clock; silence where no audio arrived (or it is too old)."""
+        return self._read_raw(start, end)
+
+    def consume(self, until: int) -> None:
+        """Tell the timeline that audio before ``until`` has been used: anything arriving for it later is late."""
+        self.consumed_until = max(self.consumed_until, until)
+
+    def stamp_of(self, index: int) -> int | None:
+        """The stream's own stamp (ns) of engine sample ``index``, or None before the first chunk."""
+        if self._offset_ns is None:
+            return None
+        return self.epoch_ns + index * NS_PER_S // TARGET_RATE_HZ - self._offset_ns

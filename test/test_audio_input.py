@@ -1,0 +1,153 @@
+"""Audio input: any encoding, rate, chunking and stamp mistake becomes clean 16 kHz audio on the engine clock."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dystream_ros.audio import AudioFormat, AudioIssue, Decoder, Resampler, StreamTimeline
+from dystream_ros.errors import ConfigError
+
+NS = 1_000_000_000
+
+
+def _tone(rate: int, seconds: float, hz: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * hz * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+
+
+@pytest.mark.parametrize(('sample_format', 'dtype', 'scale'), [
+    ('S16LE', '<i2', 32767), ('S32LE', '<i4', 2**31 - 1), ('F32LE', '<f4', 1.0)])
+def test_each_encoding_decodes_to_the_same_mono_signal(sample_format: str, dtype: str, scale: float) -> None:
+    signal = _tone(16000, 0.1)
+    stereo = np.stack([signal, signal], axis=1)  # interleaved L R L R
+    data = (stereo * scale).astype(dtype).tobytes()
+    samples, issues = Decoder(AudioFormat(16000, 2, sample_format)).decode(data)
+    assert issues == []
+    # the DC blocker (below 3 Hz) leaves a 440 Hz tone as it is
+    np.testing.assert_allclose(samples[400:], signal[400:], atol=1e-2)
+
+
+def test_unsupported_formats_are_rejected_with_what_is_supported() -> None:
+    with pytest.raises(ConfigError, match='S16LE, S32LE, F32LE'):
+        AudioFormat(16000, 1, 'MP3')
+    with pytest.raises(ConfigError, match='8000..48000'):
+        AudioFormat(96000, 1, 'S16LE')
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(min_size=0, max_size=4000), cuts=st.lists(st.integers(0, 4000), max_size=8),
+       sample_format=st.sampled_from(['S16LE', 'S32LE', 'F32LE']), channels=st.integers(1, 2))
+def test_fuzzed_bytes_in_any_chunking_lose_no_whole_frame_and_stay_finite(
+        data: bytes, cuts: list[int], sample_format: str, channels: int) -> None:
+    audio_format = AudioFormat(16000, channels, sample_format)
+    decoder = Decoder(audio_format)
+    bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
+    outputs = [decoder.decode(data[a:b])[0] for a, b in zip(bounds, bounds[1:])]
+    decoded = np.concatenate(outputs)
+    assert len(decoded) == len(data) // audio_format.frame_bytes
+    assert np.isfinite(decoded).all() and np.abs(decoded).max(initial=0) <= 2.0
+    # chunking never changes the result
+    np.testing.assert_array_equal(decoded, Decoder(audio_format).decode(data)[0])
+
+
+def test_nan_clipped_and_dc_audio_are_repaired_and_reported() -> None:
+    decoder = Decoder(AudioFormat(16000, 1, 'F32LE'))
+    bad = _tone(16000, 0.05)
+    bad[10:20] = np.nan
+    samples, issues = decoder.decode(bad.tobytes())
+    assert AudioIssue.NOT_FINITE in issues and np.isfinite(samples).all()
+    _, issues = decoder.decode(np.full(800, 1.0, np.float32).tobytes())
+    assert AudioIssue.CLIPPED in issues
+    dc = Decoder(AudioFormat(16000, 1, 'S16LE'))
+    samples, issues = dc.decode((np.full(16000, 0.3) * 32767).astype('<i2').tobytes())
+    assert AudioIssue.DC_OFFSET in issues and abs(samples[-1600:].mean()) < 0.01
+    odd, issues = Decoder(AudioFormat()).decode(b'\x01\x02\x03')
+    assert len(odd) == 1 and issues == [AudioIssue.PARTIAL_FRAME]
+
+
+@pytest.mark.parametrize('rate', [8000, 11025, 22050, 32000, 44100, 48000])
+def test_resampling_to_16k_keeps_pitch_and_level(rate: int) -> None:
+    resampler = Resampler(rate)
+    out = resampler.process(_tone(rate, 1.0))
+    assert abs(len(out) - 16000) <= 1
+    expected = 0.5 * np.sin(2 * np.pi * 440.0 * (np.arange(len(out)) / 16000 - resampler.delay_s))
+    assert np.abs(out[400:-10] - expected[400:-10]).max() < 1e-3
+
+
+@settings(max_examples=40, deadline=None)
+@given(rate=st.sampled_from([8000, 22050, 44100, 48000]), sizes=st.lists(st.integers(0, 3000), min_size=1))
+def test_resampling_gives_the_same_samples_whatever_the_chunking(rate: int, sizes: list[int]) -> None:
+    signal = np.random.default_rng(0).normal(0, 0.3, sum(sizes)).astype(np.float32)
+    chunked = Resampler(rate)
+    parts, i = [], 0
+    for size in sizes:
+        parts.append(chunked.process(signal[i:i + size]))
+        i += size
+    np.testing.assert_array_equal(np.concatenate(parts), Resampler(rate).process(signal))
+
+
+def _feed(timeline: StreamTimeline, audio: np.ndarray, stamp0_ns: int, arrival0_ns: int, chunk: int = 512,
+          jitter_ns: int = 0) -> list[AudioIssue]:
+    issues = []
+    rng = np.random.default_rng(1)
+    for i in range(0, len(audio), chunk):
+        offset_ns = i * NS // 16000
+        stamp = stamp0_ns + offset_ns + int(rng.integers(-jitter_ns, jitter_ns + 1))
+        issues += timeline.write(stamp, audio[i:i + chunk], arrival0_ns + offset_ns + len(audio[i:i + chunk]) * NS // 16000)
+    return issues
+
+
+def test_jittery_stamps_from_an_old_bag_give_contiguous_audio() -> None:
+    audio = _tone(16000, 2.0)
+    timeline = StreamTimeline(epoch_ns=5 * NS)
+    # stamps from a bag recorded years ago, jittering by 5 ms, arriving now
+    issues = _feed(timeline, audio, stamp0_ns=1_600_000_000 * NS, arrival0_ns=5 * NS, jitter_ns=5_000_000)
+    assert issues == []
+    np.testing.assert_array_equal(timeline.read(0, len(audio)), audio)
+    assert abs(timeline.stamp_of(0) - 1_600_000_000 * NS) <= 5_000_000  # within the stamp jitter
+
+
+def test_gaps_become_silence_and_duplicates_are_dropped() -> None:
+    audio = _tone(16000, 1.0)
+    timeline = StreamTimeline(epoch_ns=0)
+    assert timeline.write(0, audio[:4000], arrival_ns=4000 * NS // 16000) == []
+    # a message repeated: dropped, nothing changes
+    assert timeline.write(0, audio[:4000] * 0.5, arrival_ns=5000 * NS // 16000) == [AudioIssue.OVERLAP]
+    # 0.5 s with no message, then audio again: the hole is silence
+    later = 12000
+    assert timeline.write(later * NS // 16000, audio[:4000], arrival_ns=16000 * NS // 16000) == [AudioIssue.GAP]
+    read = timeline.read(0, 16000)
+    np.testing.assert_array_equal(read[:4000], audio[:4000])
+    assert not read[4000:later].any()
+    np.testing.assert_array_equal(read[later:], audio[:4000])
+
+
+def test_out_of_order_chunks_fill_their_place_and_late_ones_are_dropped() -> None:
+    audio = _tone(16000, 0.3)
+    timeline = StreamTimeline(epoch_ns=0)
+    a, b, c = audio[:1600], audio[1600:3200], audio[3200:4800]
+    timeline.write(0, a, arrival_ns=NS // 10)
+    assert timeline.write(3200 * NS // 16000, c, arrival_ns=3 * NS // 10) == [AudioIssue.GAP]
+    assert timeline.write(1600 * NS // 16000, b, arrival_ns=3 * NS // 10) == []
+    np.testing.assert_array_equal(timeline.read(0, 4800), audio[:4800])
+    timeline.consume(6400)
+    assert AudioIssue.LATE in timeline.write(4800 * NS // 16000, audio[:1600], arrival_ns=4 * NS // 10)
+
+
+def test_a_looping_bag_is_resynchronised_without_losing_audio() -> None:
+    audio = _tone(16000, 1.0)
+    timeline = StreamTimeline(epoch_ns=0)
+    _feed(timeline, audio, stamp0_ns=100 * NS, arrival0_ns=0)
+    # the bag starts over: stamps jump back by a second, arrival goes on
+    issues = _feed(timeline, audio, stamp0_ns=100 * NS, arrival0_ns=NS)
+    assert issues.count(AudioIssue.CLOCK_JUMP) == 1
+    np.testing.assert_array_equal(timeline.read(0, 32000), np.concatenate([audio, audio]))
+
+
+def test_a_huge_message_keeps_its_newest_audio() -> None:
+    timeline = StreamTimeline(epoch_ns=0, capacity_s=2.0)
+    huge = np.random.default_rng(0).normal(0, 0.1, 5 * 16000).astype(np.float32)
+    assert AudioIssue.TOO_LARGE in timeline.write(0, huge, arrival_ns=5 * NS)
+    np.testing.assert_array_equal(timeline.read(3 * 16000, 5 * 16000), huge[-2 * 16000:])
+    assert timeline.written_until == 5 * 16000
