@@ -1,0 +1,336 @@
+"""Photo avatar: one portrait, warped per frame by the blendshapes and head pose. CPU only, no neural renderer.
+
+At construction the portrait (any size, face anywhere) is cropped square around its face and resized to the
+render size, its landmarks are found with the FaceLandmarker, and :func:`~dystream_ros.face.photo_rig.build_rig`
+turns them into a deformation rig. Each frame then
+
+1. moves the rig points: ``rest + weights @ basis``, then the head rotation about the pivot and the translation,
+   blended by each point's rigidity;
+2. rasterises the deformed triangles, far to near, into a label image at half resolution and evaluates each
+   pixel's affine map back into the portrait (a piecewise-affine backward warp); the displacement is upsampled
+   and applied with one ``cv2.remap``;
+3. paints the mouth interior (cavity, teeth, tongue) inside the deformed inner-lip contour, blended in as the
+   lips part, so a closed mouth is left untouched.
+
+The portrait is the avatar's neutral face: neutral motion returns it unchanged (up to interpolation rounding),
+so choose a photo with a neutral expression, closed mouth and open eyes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dystream_ros.errors import DataError, StreamError
+from dystream_ros.face import landmarks as lm
+from dystream_ros.face.motion import BLENDSHAPES, MOTION_DIM, ROTATION, TRANSLATION, index_of, rpy_to_matrix
+from dystream_ros.face.photo_rig import CANTHI_M, VIEW_DISTANCE_M, PhotoRig, build_rig
+
+# Head frame (x forward, y left, z up) -> image space (x right, y down, depth away from the viewer).
+HEAD_TO_IMAGE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+MAX_ROTATION_RAD = np.radians([35.0, 45.0, 35.0])  # pitch, yaw, roll: beyond these a 2D warp falls apart
+MAX_TRANSLATION_M = 0.1
+_INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
+
+
+@dataclass(frozen=True)
+class PhotoConfig:
+    """Photo avatar settings."""
+
+    size: int = 512  # output is size x size pixels
+    face_fraction: float = 0.42  # face height (forehead to chin) as a fraction of the output height
+    grid_stride: int = 2  # the warp is evaluated every grid_stride pixels and upsampled (1 = exact, slower)
+    cavity_rgb: tuple[int, int, int] = (64, 22, 26)  # back of the mouth
+    teeth_rgb: tuple[int, int, int] = (226, 220, 204)  # synthetic teeth, used when the portrait shows none
+    tongue_rgb: tuple[int, int, int] = (150, 62, 68)
+
+
+def _crop_portrait(image: np.ndarray, landmarks: np.ndarray, config: PhotoConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Return the square crop around the face at the render size and the 2x3 affine image -> crop."""
+    h, w = image.shape[:2]
+    pts = landmarks[:, :2] * np.array([w, h])
+    face_h = float(np.linalg.norm(pts[lm.CHIN] - pts[lm.FOREHEAD]))
+    centre = pts[list(lm.FACE_OVAL)].mean(axis=0) - np.array([0.0, 0.08 * face_h])  # leave room for hair
+    scale = config.face_fraction * config.size / max(face_h, 1.0)
+    affine = np.array([[scale, 0.0, config.size / 2 - scale * centre[0]],
+                       [0.0, scale, config.size / 2 - scale * centre[1]]])
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
+    crop = cv2.warpAffine(image, affine, (config.size, config.size), flags=interpolation,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return crop, affine
+
+
+class PhotoAvatar:
+    """The photo avatar renderer (see the module docstring).
+
+    Args:
+        portrait: (H, W, 3) uint8 RGB photo with one clearly visible face (the largest is used).
+        config: render settings.
+
+    Raises:
+        DataError: if no face is found in the portrait.
+    """
+
+    def __init__(self, portrait: np.ndarray, config: PhotoConfig | None = None) -> None:
+        from dystream_ros.face.tracker import FaceTracker  # mediapipe: needed only to build the avatar
+
+        self.config = config or PhotoConfig()
+        portrait = np.asarray(portrait)
+        if portrait.ndim != 3 or portrait.shape[2] != 3 or portrait.dtype != np.uint8:
+            msg = f'the portrait must be an (H, W, 3) uint8 RGB image, got {portrait.shape} {portrait.dtype}'
+            raise DataError(msg)
+        with FaceTracker(video=False, max_faces=2) as tracker:
+            found = tracker.track(portrait)
+            if found is None:
+                msg = 'no face found in the portrait'
+                raise DataError(msg)
+            self.base, _ = _crop_portrait(portrait, found.landmarks, self.config)
+            refined = tracker.track(self.base)  # landmarks again, at the render resolution
+            if refined is None:
+                msg = 'the face was lost after cropping the portrait'
+                raise DataError(msg)
+        self.portrait_motion = refined.motion  # the portrait's own expression and pose, as tracked
+        size = self.config.size
+        self.rig: PhotoRig = build_rig(refined.landmarks_px(size, size), size)
+        self._prepare()
+
+    @property
+    def size(self) -> int:
+        """Output images are ``size`` x ``size`` pixels."""
+        return self.config.size
+
+    def _prepare(self) -> None:
+        size, stride = self.config.size, self.config.grid_stride
+        grid = (size + stride - 1) // stride
+        centres = np.arange(grid, dtype=np.float32) * stride + (stride - 1) / 2.0
+        self._gx, self._gy = np.meshgrid(centres, centres)
+        self._grid = grid
+        self._labels = np.empty((grid, grid), np.int32)
+        full = np.arange(size, dtype=np.float32)
+        self._fx, self._fy = np.meshgrid(full, full)
+        self._basis = self.rig.basis.reshape(self.rig.basis.shape[0], -1)
+        self._basis3 = self.rig.basis.astype(np.float64)
+        self._rest = self.rig.points.astype(np.float64)
+        self._rest_tri = self._rest[self.rig.triangles, :2]  # (F, 3, 2)
+        self._inner = np.asarray(_INNER_LIPS)
+        up, lo = np.asarray(lm.LIPS_UPPER_INNER[1:-1]), np.asarray(lm.LIPS_LOWER_INNER[1:-1])
+        self._lip_pairs = (up, lo)
+        self._rest_gap = float(np.max(np.linalg.norm(self._rest[lo, :2] - self._rest[up, :2], axis=1)))
+        self._px_per_m = self.rig.scale_px / CANTHI_M
+        self._prepare_mouth()
+        self._prepare_lids()
+
+    # ------------------------------------------------------------------------------------------------------------
+
+    def deform(self, motion: np.ndarray) -> np.ndarray:
+        """Return the rig points (P, 3) for a (58,) motion frame (pixels; NaN entries count as 0)."""
+        motion = np.nan_to_num(np.asarray(motion, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if motion.shape != (MOTION_DIM,):
+            msg = f'motion must have shape ({MOTION_DIM},), got {motion.shape}'
+            raise StreamError(msg)
+        weights = np.clip(motion[BLENDSHAPES], 0.0, 1.0)
+        points = self._rest + (weights @ self._basis).reshape(self._rest.shape)
+        pitch, yaw, roll = np.clip(motion[ROTATION], -MAX_ROTATION_RAD, MAX_ROTATION_RAD)
+        tx, ty, tz = np.clip(motion[TRANSLATION], -MAX_TRANSLATION_M, MAX_TRANSLATION_M)
+        rotation = HEAD_TO_IMAGE @ rpy_to_matrix(roll, pitch, yaw) @ HEAD_TO_IMAGE.T
+        pivot = self.rig.pivot.astype(np.float64)
+        scale = 1.0 + tx / VIEW_DISTANCE_M
+        moved = pivot + scale * (points - pivot) @ rotation.T
+        moved[:, 0] += ty * self._px_per_m
+        moved[:, 1] -= tz * self._px_per_m
+        rigidity = self.rig.rigidity[:, None].astype(np.float64)
+        return points + rigidity * (moved - points)
+
+    def _backward_affines(self, dst_tri: np.ndarray) -> np.ndarray:
+        """(F, 3, 2) deformed triangles -> (F + 1, 6) affine maps destination pixel -> portrait pixel (+ identity)."""
+        f = len(dst_tri)
+        dst_h = np.concatenate([dst_tri, np.ones((f, 3, 1))], axis=2)  # (F, 3, 3)
+        det = np.linalg.det(dst_h)
+        ok = np.abs(det) > 1e-6
+        coeffs = np.zeros((f + 1, 6))
+        coeffs[-1] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # label -1: outside the rig, identity
+        solved = np.linalg.solve(dst_h[ok], self._rest_tri[ok])  # (n, 3, 2): [x y 1] @ m = source
+        coeffs[:-1][ok] = np.concatenate([solved[:, :, 0], solved[:, :, 1]], axis=1)
+        degenerate = np.flatnonzero(~ok)  # zero-area triangles cover no pixel centre; map them to their rest spot
+        if len(degenerate):
+            shift = (self._rest_tri[degenerate] - dst_tri[degenerate]).mean(axis=1)
+            coeffs[degenerate] = np.column_stack([np.ones(len(degenerate)), np.zeros(len(degenerate)), shift[:, 0],
+                                                  np.zeros(len(degenerate)), np.ones(len(degenerate)), shift[:, 1]])
+        return coeffs.astype(np.float32)
+
+    def _warp_maps(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tri = points[self.rig.triangles]  # (F, 3, 3)
+        coeffs = self._backward_affines(tri[:, :, :2])
+        order = np.argsort(-tri[:, :, 2].mean(axis=1))  # far (large depth) first, near ones painted over them
+        stride = self.config.grid_stride
+        fixed = np.round((tri[:, :, :2] - (stride - 1) / 2.0) / stride * 16.0).astype(np.int32)  # 4 fraction bits
+        labels = self._labels
+        labels.fill(-1)
+        for t in order.tolist():
+            cv2.fillConvexPoly(labels, fixed[t], t, lineType=cv2.LINE_8, shift=4)
+        c = coeffs[labels]  # (g, g, 6)
+        gx, gy = self._gx, self._gy
+        dx = c[..., 0] * gx + c[..., 1] * gy + c[..., 2] - gx
+        dy = c[..., 3] * gx + c[..., 4] * gy + c[..., 5] - gy
+        size = self.config.size
+        if stride > 1:
+            dx = cv2.resize(dx, (size, size), interpolation=cv2.INTER_LINEAR)
+            dy = cv2.resize(dy, (size, size), interpolation=cv2.INTER_LINEAR)
+        return self._fx + dx, self._fy + dy
+
+    def _prepare_mouth(self) -> None:
+        """Cut the portrait's own mouth interior (teeth, if the lips are parted) into an upper and a lower half."""
+        up, lo = self._lip_pairs
+        rest = self._rest[:, :2]
+        self._teeth_visible = self._rest_gap > 0.04 * self.rig.scale_px
+        contour = rest[self._inner]
+        x0, y0 = np.floor(contour.min(axis=0)).astype(int) - 2
+        x1, y1 = np.ceil(contour.max(axis=0)).astype(int) + 3
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, self.size), min(y1, self.size)
+        self._mouth_origin = np.array([x0, y0], np.float64)
+        self._mouth_patch = self.base[y0:y1, x0:x1].copy()
+        mid = 0.5 * (rest[up] + rest[lo])
+        corners = rest[[lm.LIPS_UPPER_INNER[0], lm.LIPS_UPPER_INNER[-1]]]
+        halves = []
+        for lip in (up, lo):
+            polygon = np.concatenate([corners[:1], rest[lip], corners[1:], mid[::-1]])
+            mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            cv2.fillPoly(mask, [np.round((polygon - self._mouth_origin) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+            halves.append(mask)
+        self._mouth_halves = halves
+
+    @staticmethod
+    def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Least-squares 2D similarity (rotation, uniform scale, translation) src -> dst as a 2x3 matrix."""
+        src_c, dst_c = src - src.mean(axis=0), dst - dst.mean(axis=0)
+        a = np.sum(src_c * dst_c) / max(np.sum(src_c ** 2), 1e-9)
+        b = np.sum(src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]) / max(np.sum(src_c ** 2), 1e-9)
+        m = np.array([[a, -b], [b, a]])
+        return np.column_stack([m, dst.mean(axis=0) - src.mean(axis=0) @ m.T])
+
+    def _draw_tongue(self, interior: np.ndarray, lower_lip_centre: np.ndarray, out: float) -> None:
+        """Draw the tongue as an ellipse behind the lower lip; ``out`` in [0, 1] pushes it forward and up."""
+        s, ey = self.rig.scale_px, self.rig.ey
+        centre = np.round((lower_lip_centre - ey * (0.01 + 0.08 * out) * s) * 16).astype(int)
+        axes = (int((0.2 - 0.03 * out) * s * 16), int((0.06 + 0.05 * out) * s * 16))
+        angle = float(np.degrees(np.arctan2(self.rig.ex[1], self.rig.ex[0])))
+        cv2.ellipse(interior, (int(centre[0]), int(centre[1])), axes, angle, 0, 360, self.config.tongue_rgb, -1,
+                    cv2.LINE_AA, 4)
+
+    def _paint_mouth(self, image: np.ndarray, points: np.ndarray, motion: np.ndarray) -> None:
+        """Paint the mouth interior inside the deformed inner-lip contour, faded in as the lips part."""
+        up, lo = self._lip_pairs
+        gap = float(np.max(np.linalg.norm(points[lo, :2] - points[up, :2], axis=1)))
+        alpha = np.clip((gap - self._rest_gap - 0.5) / 2.5, 0.0, 1.0)
+        if alpha <= 0.0:
+            return
+        contour = points[self._inner, :2]
+        x0, y0 = np.floor(contour.min(axis=0)).astype(int) - 2
+        x1, y1 = np.ceil(contour.max(axis=0)).astype(int) + 3
+        size = self.config.size
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        roi_w, roi_h = x1 - x0, y1 - y0
+        offset = np.array([x0, y0], np.float64)
+
+        def fixed(pts: np.ndarray) -> np.ndarray:
+            return np.round((pts - offset) * 16.0).astype(np.int32)
+
+        cfg, s, ey = self.config, self.rig.scale_px, self.rig.ey
+        shade = np.linspace(1.0, 0.6, roi_h, dtype=np.float32)[:, None, None]  # darker towards the throat
+        interior = (np.asarray(cfg.cavity_rgb, np.float32) * shade).astype(np.uint8) + np.zeros((1, roi_w, 1), np.uint8)
+        upper, lower = points[list(lm.LIPS_UPPER_INNER), :2], points[list(lm.LIPS_LOWER_INNER), :2]
+        tongue_out = float(np.clip(motion[index_of('tongueOut')], 0.0, 1.0))
+        self._draw_tongue(interior, lower[5] - offset, 0.0)
+        if self._teeth_visible:  # the portrait's own teeth, riding on their lips
+            rest = self._rest[:, :2]
+            for lip, half in zip((up, lo), self._mouth_halves):
+                m = self._similarity(rest[lip], points[lip, :2])
+                m[:, 2] += m[:, :2] @ self._mouth_origin - offset  # patch coordinates -> ROI coordinates
+                patch = cv2.warpAffine(self._mouth_patch, m, (roi_w, roi_h), flags=cv2.INTER_LINEAR)
+                a = cv2.warpAffine(half, m, (roi_w, roi_h), flags=cv2.INTER_LINEAR)[..., None] / np.float32(255)
+                interior = (interior * (1.0 - a) + patch * a).astype(np.uint8)
+        else:  # synthetic incisors under the upper lip and a hint of the lower ones
+            teeth = np.asarray(cfg.teeth_rgb, np.float64)
+            top = upper[2:-2]
+            cv2.fillPoly(interior, [fixed(np.concatenate([top, top[::-1] + ey * 0.08 * s]))],
+                         tuple(int(c) for c in 0.9 * teeth), cv2.LINE_AA, 4)
+            cv2.fillPoly(interior, [fixed(np.concatenate([top[1:-1], top[-2:0:-1] + ey * 0.065 * s]))],
+                         tuple(int(c) for c in teeth), cv2.LINE_AA, 4)
+            gaps = [fixed(np.stack([p, p + ey * 0.075 * s])) for p in top[1:-1]]  # between the incisors
+            cv2.polylines(interior, gaps, False, tuple(int(c) for c in 0.7 * teeth), 1, cv2.LINE_AA, 4)
+            bottom = lower[3:-3]
+            cv2.fillPoly(interior, [fixed(np.concatenate([bottom, bottom[::-1] - ey * 0.035 * s]))],
+                         tuple(int(c) for c in 0.75 * teeth), cv2.LINE_AA, 4)
+        if tongue_out > 0.0:  # in front of the lower teeth
+            self._draw_tongue(interior, lower[5] - offset, tongue_out)
+        # Shade towards the mouth corners: the sides of the mouth are deeper and in shadow.
+        corners = contour[[0, len(lm.LIPS_UPPER_INNER) - 1]] - offset
+        along = (np.arange(roi_w, dtype=np.float32) - 0.5 * corners[:, 0].sum()) / max(np.ptp(corners[:, 0]) / 2, 1.0)
+        interior = (interior * np.clip(1.0 - 0.6 * along ** 2, 0.3, 1.0)[None, :, None]).astype(np.uint8)
+        mask = np.zeros((roi_h, roi_w), np.uint8)
+        cv2.fillPoly(mask, [fixed(contour)], 255, cv2.LINE_AA, 4)
+        a = mask.astype(np.float32)[..., None] * (alpha / 255.0)
+        roi = image[y0:y1, x0:x1]
+        roi[:] = (roi * (1.0 - a) + interior * a + 0.5).astype(np.uint8)
+
+    def _prepare_lids(self) -> None:
+        """Per eye: upper-lid landmarks, blink basis index and lid skin colour (the skin just under the eye)."""
+        s, ey = self.rig.scale_px, self.rig.ey.astype(np.float64)
+        self._lids = []
+        for side, upper, lower in (('Left', lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER),
+                                   ('Right', lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER)):
+            under = self._rest[list(lower), :2]
+            polygon = np.concatenate([under + ey * 0.12 * s, under[::-1] + ey * 0.3 * s])  # upper cheek
+            mask = np.zeros(self.base.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+            skin = np.median(self.base[mask > 0], axis=0) if np.any(mask) else np.array([200.0, 160.0, 140.0])
+            self._lids.append((np.asarray(upper), index_of(f'eyeBlink{side}'), 0.97 * skin))
+
+    def _paint_lids(self, image: np.ndarray, points: np.ndarray, weights: np.ndarray) -> None:
+        """Cover the part of the eye that a closing lid hides with lid skin and a lash line.
+
+        The warp alone stretches the thin skin above the lashes, which in most photos is dark (crease, lashes,
+        shadow) and does not read as a closed eye.
+        """
+        s, ey = self.rig.scale_px, self.rig.ey.astype(np.float64)
+        for upper, k, skin in self._lids:
+            blink = float(weights[k])
+            alpha = float(np.clip((blink - 0.25) / 0.5, 0.0, 1.0))
+            if alpha <= 0.0:
+                continue
+            lash = points[upper, :2]
+            opened = lash - blink * self._basis3[k, upper, :2]  # where the lid is with the eye open
+            polygon = np.concatenate([lash, opened[::-1] - ey * 0.03 * s])
+            x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 3
+            x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 4
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, self.size), min(y1, self.size)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            origin = np.array([x0, y0], np.float64)
+            mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+            cv2.fillPoly(mask, [np.round((polygon - origin) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+            mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.012 * s))[..., None] * alpha
+            roi = image[y0:y1, x0:x1]
+            shade = np.linspace(1.0, 0.86, y1 - y0, dtype=np.float32)[:, None, None]  # the lid curves under
+            lid = np.broadcast_to(skin.astype(np.float32) * shade, roi.shape)
+            blended = roi * (1.0 - mask) + lid * mask
+            roi[:] = blended.astype(np.uint8)
+            thickness = max(1, int(round(0.012 * s)))
+            lash_colour = tuple(float(c) * 0.45 for c in skin)
+            lash_layer = roi.copy()
+            cv2.polylines(lash_layer, [np.round((lash - origin) * 16).astype(np.int32)], False, lash_colour,
+                          thickness, cv2.LINE_AA, 4)
+            roi[:] = (roi * (1.0 - alpha) + lash_layer * alpha).astype(np.uint8)
+
+    def render(self, motion: np.ndarray) -> np.ndarray:
+        """Render one (58,) motion frame as a (size, size, 3) uint8 RGB image."""
+        points = self.deform(motion)
+        map_x, map_y = self._warp_maps(points)
+        image = cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        clean = np.nan_to_num(np.asarray(motion, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        self._paint_lids(image, points, np.clip(clean[BLENDSHAPES], 0.0, 1.0))
+        self._paint_mouth(image, points, clean)
+        return image
