@@ -144,7 +144,7 @@ def _espeak_utterance(text: str, voice: Voice) -> Utterance:
         _espeak = _Espeak()
     pcm, events = _espeak.synthesize(text, voice)
     scale = SAMPLE_RATE_HZ / _espeak.rate_hz
-    audio = _to_16k(pcm.astype(np.float32) / 32768.0, _espeak.rate_hz)
+    audio = to_16k(pcm.astype(np.float32) / 32768.0, _espeak.rate_hz)
     # a phoneme lasts until the next event; the last one until the end of the audio
     starts = [sample * scale / SAMPLE_RATE_HZ for sample, _ in events]
     ends = [*starts[1:], len(audio) / SAMPLE_RATE_HZ]
@@ -199,7 +199,7 @@ def _festival_utterances(texts: list[str], voice: Voice) -> list[Utterance]:
         utterances = []
         for i, text in enumerate(texts):
             audio, rate = soundfile.read(Path(tmp) / f'{i}.wav', dtype='float32', always_2d=True)
-            audio = _to_16k(audio[:, 0], rate)
+            audio = to_16k(audio[:, 0], rate)
             starts = [0.0] + [end for _, end in segments.get(i, [])[:-1]]
             phones = [Phone(name, s, e) for (name, e), s in zip(segments.get(i, []), starts)
                       if name not in _FESTIVAL_PAUSES and e > s]
@@ -207,7 +207,8 @@ def _festival_utterances(texts: list[str], voice: Voice) -> list[Utterance]:
     return utterances
 
 
-def _to_16k(audio: np.ndarray, rate_hz: int) -> np.ndarray:
+def to_16k(audio: np.ndarray, rate_hz: int) -> np.ndarray:
+    """Resample a whole clip to 16 kHz (float32)."""
     if rate_hz == SAMPLE_RATE_HZ:
         return audio.astype(np.float32)
     g = int(np.gcd(int(rate_hz), SAMPLE_RATE_HZ))

@@ -1,0 +1,100 @@
+"""Real human speech for evaluation, with a reference mouth from a forced phoneme alignment, all offline.
+
+The recordings come from Debian packages: LibriVox readings of ``pocketsphinx-testdata`` (with transcriptions)
+and the recorded voice prompts of ``alsa-utils`` (their words are their file names). PocketSphinx's English
+acoustic model (inside the ``pocketsphinx`` wheel) aligns each transcription to its audio; the corpus teacher's
+viseme model turns the aligned phonemes into the reference mouth opening.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ
+from dystream_ros.data.teacher import MOUTH_NAMES, mouth_track
+from dystream_ros.data.tts import Phone, to_16k
+from dystream_ros.errors import DataError
+
+LIBRIVOX_DIR = Path('/usr/share/pocketsphinx/test/data/librivox')
+ALSA_SOUNDS_DIR = Path('/usr/share/sounds/alsa')
+_ALIGN_FRAME_S = 0.01  # PocketSphinx reports alignments in 10 ms frames
+_SILENCES = {'SIL', '+NSN+', '+SPN+', '+BREATH+', '+UM+', '+NOISE+'}
+
+
+@dataclass
+class RealClip:
+    """A recording of real speech with its words, aligned phonemes and reference mouth opening at 25 fps."""
+
+    name: str
+    audio: np.ndarray  # 16 kHz mono float32
+    text: str
+    phones: list[Phone]
+
+    @property
+    def num_frames(self) -> int:
+        """Motion frames the clip spans."""
+        return len(self.audio) // (SAMPLE_RATE_HZ // FPS)
+
+    def reference_mouth(self) -> np.ndarray:
+        """The reference jaw opening (num_frames,) from the aligned phonemes."""
+        return mouth_track(self.phones, self.num_frames)[:, MOUTH_NAMES.index('jawOpen')]
+
+    def speaking(self) -> np.ndarray:
+        """Frames (num_frames,) inside an aligned phoneme."""
+        active = np.zeros(self.num_frames, bool)
+        for phone in self.phones:
+            active[int(phone.start_s * FPS):int(np.ceil(phone.end_s * FPS))] = True
+        return active
+
+
+def align(audio: np.ndarray, text: str) -> list[Phone]:
+    """Force-align ``text`` to 16 kHz ``audio`` with PocketSphinx; return the phonemes (ARPAbet, silences out)."""
+    from pocketsphinx import Decoder
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype('<i2').tobytes()
+    decoder = Decoder(samprate=SAMPLE_RATE_HZ, bestpath=False, loglevel='FATAL')
+    decoder.set_align_text(text.lower())
+    for _ in range(2):  # first pass: word alignment; second: phonemes within it
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        if _ == 0:
+            decoder.set_alignment()
+    alignment = decoder.get_alignment()
+    if alignment is None:
+        msg = f'PocketSphinx could not align {text!r}'
+        raise DataError(msg)
+    return [Phone(p.name, p.start * _ALIGN_FRAME_S, (p.start + p.duration) * _ALIGN_FRAME_S)
+            for word in alignment for p in word if p.name not in _SILENCES]
+
+
+def _read_16k(path: Path) -> np.ndarray:
+    audio, rate = soundfile.read(path, dtype='float32', always_2d=True)
+    return to_16k(audio.mean(axis=1), rate)
+
+
+def real_clips() -> list[RealClip]:
+    """Every real recording found on this machine, aligned; raise DataError if the packages are missing."""
+    clips = []
+    transcription = LIBRIVOX_DIR / 'transcription'
+    if transcription.is_file():
+        for line in transcription.read_text().splitlines():
+            match = re.fullmatch(r'<s>(.*)</s> \((\S+)\)', line.strip())
+            if match and (LIBRIVOX_DIR / f'{match[2]}.wav').is_file():
+                audio = _read_16k(LIBRIVOX_DIR / f'{match[2]}.wav')
+                clips.append(RealClip(f'librivox/{match[2]}', audio, match[1].strip(), align(audio, match[1])))
+    for path in sorted(ALSA_SOUNDS_DIR.glob('*.wav')):
+        if path.stem == 'Noise':
+            continue
+        audio = _read_16k(path)
+        text = path.stem.replace('_', ' ')
+        clips.append(RealClip(f'alsa/{path.stem}', audio, text, align(audio, text)))
+    if not clips:
+        msg = ('no real speech found: install the Debian packages pocketsphinx-testdata and alsa-utils '
+               '(`make setup` does)')
+        raise DataError(msg)
+    return clips

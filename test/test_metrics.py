@@ -1,0 +1,70 @@
+"""The evaluation's proxy metrics measure what they claim, on signals whose answer is known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dystream_ros.data import metrics
+from dystream_ros.data.real_speech import real_clips
+from dystream_ros.face.motion import neutral_motion, set_values
+
+
+def _mouth(num_frames: int = 400, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(np.convolve(rng.random(num_frames), np.ones(4) / 4, mode='same') - 0.3, 0, 1)
+
+
+def test_lipsync_corr_and_lag_find_a_delayed_copy() -> None:
+    reference = _mouth()
+    assert metrics.lipsync_corr(reference, reference) == pytest.approx(1.0)
+    late = np.concatenate([np.zeros(2), reference[:-2]])  # the prediction lags by 2 frames (80 ms)
+    assert metrics.lipsync_lag_frames(late, reference) == 2
+    assert metrics.lipsync_lag_frames(reference[3:], reference) == -3
+    assert metrics.lipsync_corr(np.zeros(400), reference) == 0.0
+    assert abs(metrics.lipsync_corr(_mouth(seed=1), reference)) < 0.2
+
+
+def test_silence_closed_counts_open_mouths_outside_speech() -> None:
+    speaking = np.zeros(100, bool)
+    speaking[20:60] = True
+    mouth = np.zeros(100)
+    mouth[20:60] = 0.5
+    assert metrics.silence_closed(mouth, speaking) == 1.0
+    mouth[70:76] = 0.4  # the mouth moves in 6 of the 60 silent frames
+    assert metrics.silence_closed(mouth, speaking) == pytest.approx(0.9)
+
+
+def test_listening_nod_ratio_is_high_for_nods_at_the_partner_and_one_for_indifference() -> None:
+    t = np.arange(1000) / 25
+    rng = np.random.default_rng(0)
+    partner = (t % 10) < 5  # the partner speaks 5 s of every 10
+    own = np.zeros_like(partner)
+    idle = neutral_motion(1000)
+    set_values(idle, headPitch=0.01 * np.sin(2 * np.pi * 0.25 * t))
+    nodding = idle.copy()
+    set_values(nodding, headPitch=idle[:, 52] + partner * 0.1 * np.sin(2 * np.pi * 2 * t))
+    assert metrics.listening_nod_ratio(nodding, own, partner) > 5
+    noise = neutral_motion(1000)
+    set_values(noise, headPitch=rng.normal(0, 0.01, 1000))
+    assert metrics.listening_nod_ratio(noise, own, partner) == pytest.approx(1.0, abs=0.2)
+
+
+def test_seed_diversity_and_drift() -> None:
+    base = neutral_motion(500) + np.random.default_rng(0).normal(0, 0.1, (500, 58)).astype(np.float32)
+    assert metrics.seed_diversity([base, base]) == 0.0
+    assert metrics.seed_diversity([base, base + 0.05]) == pytest.approx(0.05, rel=1e-3)
+    assert metrics.statistics_drift(base, 100) < 0.3
+    drifting = base + np.linspace(0, 1, 500)[:, None].astype(np.float32)
+    assert metrics.statistics_drift(drifting, 100) > 1.0
+
+
+def test_real_speech_is_aligned_offline_and_its_reference_mouth_follows_the_voice() -> None:
+    clips = real_clips()
+    assert len(clips) >= 10 and any(c.name.startswith('librivox/') for c in clips)
+    for clip in clips:
+        assert len(clip.phones) >= 5, clip.name
+        assert all(0 <= p.start_s < p.end_s <= len(clip.audio) / 16000 + 0.05 for p in clip.phones)
+        assert 0.3 < clip.reference_mouth().max() <= 1.0
+    envelope_corr = [metrics.pearson(c.reference_mouth(), np.sqrt(np.mean(
+        c.audio[:c.num_frames * 640].reshape(-1, 640) ** 2, axis=1))) for c in clips]
+    assert np.mean(envelope_corr) > 0.4
