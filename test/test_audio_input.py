@@ -151,3 +151,28 @@ def test_a_huge_message_keeps_its_newest_audio() -> None:
     assert AudioIssue.TOO_LARGE in timeline.write(0, huge, arrival_ns=5 * NS)
     np.testing.assert_array_equal(timeline.read(3 * 16000, 5 * 16000), huge[-2 * 16000:])
     assert timeline.written_until == 5 * 16000
+
+
+def test_a_bag_replayed_faster_than_real_time_is_placed_by_its_stamps() -> None:
+    audio = _tone(16000, 3.0)
+    timeline = StreamTimeline(epoch_ns=0)
+    issues = []
+    for i in range(0, len(audio), 640):  # 40 ms chunks published every 5 ms
+        arrival_ns = 40_000_000 + (i // 640) * 5_000_000
+        issues += timeline.write(10 * NS + i * NS // 16000, audio[i:i + 640], arrival_ns=arrival_ns)
+    assert issues == []
+    np.testing.assert_array_equal(timeline.read(0, len(audio)), audio)
+
+
+def test_a_pause_in_publishing_is_silence_but_a_clock_leap_is_resynchronised() -> None:
+    audio = _tone(16000, 0.5)
+    paused = StreamTimeline(epoch_ns=0)
+    _feed(paused, audio, stamp0_ns=0, arrival0_ns=0)
+    # the TTS stops publishing for 3 s, then speaks again: stamps and arrivals both move on by 3.5 s
+    assert _feed(paused, audio, stamp0_ns=3_500_000_000, arrival0_ns=3_500_000_000)[0] == AudioIssue.GAP
+    assert not paused.read(8000, 8000 + 3 * 16000).any()
+    leapt = StreamTimeline(epoch_ns=0)
+    _feed(leapt, audio, stamp0_ns=0, arrival0_ns=0)
+    # the publisher's clock is reset 100 s ahead while its audio keeps flowing
+    assert AudioIssue.CLOCK_JUMP in _feed(leapt, audio, stamp0_ns=100 * NS, arrival0_ns=NS // 2)
+    np.testing.assert_array_equal(leapt.read(0, 16000), np.concatenate([audio, audio]))

@@ -3,7 +3,8 @@
 The engine asks "what did this stream sound like between sample i and j of my clock?"; a :class:`StreamTimeline`
 answers from the chunks it was given, with silence where nothing arrived. Stamps map to the engine's clock
 through an offset fixed by the first chunk (so bags with old stamps work) and re-fixed when the stamps stop
-matching arrival times (a bag looping, a publisher restarting). Publishers jitter: a chunk within
+following each other (a bag looping, a publisher restarting). Chunks may arrive faster than real time (a bag
+replayed as fast as possible): they are placed by their stamps. Publishers jitter: a chunk within
 ``jitter_tolerance_s`` of where the previous one ended is taken as contiguous.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ class StreamTimeline:
         self.consumed_until = 0  # the engine has generated frames from everything before this index
         self.last_arrival_ns: int | None = None
         self._offset_ns: int | None = None  # engine time = stamp + offset
+        self._last_stamp_end_ns = 0  # stream clock: where the previous chunk ended
 
     def _index_of(self, engine_time_ns: int) -> int:
         return round((engine_time_ns - self.epoch_ns) * TARGET_RATE_HZ / NS_PER_S)
@@ -42,16 +44,15 @@ class StreamTimeline:
         n = len(samples)
         if n == 0:
             return [AudioIssue.EMPTY]
-        self.last_arrival_ns = int(arrival_ns)
         duration_ns = n * NS_PER_S // TARGET_RATE_HZ
-        expected_start_ns = arrival_ns - duration_ns  # where a live, just-captured chunk would start
-        if self._offset_ns is None:
-            self._offset_ns = expected_start_ns - stamp_ns
-        elif abs(stamp_ns + self._offset_ns - expected_start_ns) > self.resync_threshold_ns:
-            # the stamps no longer follow the clock: continue from the newest audio instead of leaving a hole
+        if self._offset_ns is None:  # the first chunk: a live chunk ends when it arrives
+            self._offset_ns = arrival_ns - duration_ns - stamp_ns
+        elif self._clock_jumped(stamp_ns, arrival_ns):
+            # continue right after the newest audio instead of leaving a hole or overwriting
             issues.append(AudioIssue.CLOCK_JUMP)
-            start = max(self.written_until, self._index_of(expected_start_ns))
-            self._offset_ns = self.epoch_ns + start * NS_PER_S // TARGET_RATE_HZ - stamp_ns
+            self._offset_ns = self.epoch_ns + self.written_until * NS_PER_S // TARGET_RATE_HZ - stamp_ns
+        self.last_arrival_ns = int(arrival_ns)
+        self._last_stamp_end_ns = stamp_ns + duration_ns
         start = self._index_of(stamp_ns + self._offset_ns)
         if abs(start - self.written_until) <= self.jitter:
             start = self.written_until  # stamp jitter: contiguous
@@ -80,6 +81,13 @@ class StreamTimeline:
         if len(samples):
             self._store(start, samples)
         return issues
+
+    def _clock_jumped(self, stamp_ns: int, arrival_ns: int) -> bool:
+        """The stamps went back (a bag looping, a publisher restarting) or leapt forward further than the time
+        that passed between arrivals (a clock reset). A real pause in publishing leaps as far as the arrivals."""
+        stamp_step = stamp_ns - self._last_stamp_end_ns
+        arrival_step = arrival_ns - (self.last_arrival_ns or arrival_ns)
+        return stamp_step < -self.resync_threshold_ns or stamp_step > arrival_step + self.resync_threshold_ns
 
     def _store(self, start: int, samples: np.ndarray) -> None:
         end = start + len(samples)
