@@ -16,6 +16,8 @@ from dystream_ros.errors import DystreamError
 COMMANDS: dict[str, tuple[str, str]] = {
     'bench': ('dystream_ros.bench', 'run a benchmark from bench/ and print its figures'),
     'corpus': ('dystream_ros.data.corpus', 'generate a synthetic dyadic corpus with offline TTS'),
+    'train': ('dystream_ros.model.train', 'train DyStream on a folder of samples (under torchrun: DDP)'),
+    'export-onnx': ('dystream_ros.model.onnx_export', 'export DyStream to ONNX and check ONNX Runtime against torch'),
 }
 
 

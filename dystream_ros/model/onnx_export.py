@@ -1,0 +1,290 @@
+"""ONNX export of the streaming steps, and the ONNX Runtime backend of StreamingGenerator.
+
+Four graphs, all with their state as explicit inputs and outputs (nothing hidden in the session):
+
+* ``encoder_self.onnx``, ``encoder_partner.onnx``: one 40 ms encoder frame, ``(window (1, 880), state) ->
+  (feature (1, audio_dim), state)``; the log-mel front-end is a Conv with fixed DFT weights.
+* ``prefix.onnx``: the start-of-stream KV cache from the anchor and the silent features.
+* ``step.onnx``: one generated frame: the transformer token of every CFG branch with its per-layer KV cache
+  (``k_0, v_0, ...`` in, ``k_0_out, v_0_out, ...`` out) and the whole Euler/CFG sampling, the start noise an input
+  so that torch and ONNX Runtime can be compared exactly. The CFG branches, their coefficients and the sigma
+  schedule are constants of the export (``meta.json`` records them); another setting exports again.
+
+The backend asks ONNX Runtime for TensorRT, then CUDA, then CPU, keeping those that are available, and reports
+the providers each session actually got (``OnnxBackend.providers``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dystream_ros.errors import CheckpointError, ConfigError
+from dystream_ros.model.config import ModelConfig
+from dystream_ros.model.dystream import DyStream
+from dystream_ros.model.sampler import Guidance, sigma_schedule
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from dystream_ros.model.transformer import KVCache
+
+EXPORT_VERSION = 1  # bump when the graphs' interface changes; part of the cache key
+PREFERRED_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
+OPSET = 18
+logger = logging.getLogger(__name__)
+
+
+class EncoderStep(nn.Module):
+    """Export wrapper: one frame of one stream's encoder."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder.step(window, state)
+
+
+class PrefixStep(nn.Module):
+    """Export wrapper: the start-of-stream KV cache for fixed CFG branches."""
+
+    def __init__(self, model: DyStream, guidance: Guidance) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer('masks', guidance.mask_tensor())
+
+    def forward(self, anchor: torch.Tensor, silence_self: torch.Tensor, silence_partner: torch.Tensor
+                ) -> tuple[torch.Tensor, ...]:
+        cache = self.model.prefix_cache(anchor, silence_self, silence_partner, self.masks)
+        return tuple(t for kv in cache for t in kv)  # k_0, v_0, k_1, ...
+
+
+class GeneratorStep(nn.Module):
+    """Export wrapper: one frame of generation, fixed CFG branches and sigma schedule."""
+
+    def __init__(self, model: DyStream, guidance: Guidance, steps: int) -> None:
+        super().__init__()
+        self.model = model
+        self.sigmas = sigma_schedule(steps, model.config.sigma_min)
+        self.register_buffer('masks', guidance.mask_tensor())
+        self.register_buffer('coefficients', guidance.coefficient_tensor())
+
+    def forward(self, prev: torch.Tensor, feat_self: torch.Tensor, feat_partner: torch.Tensor,
+                anchor: torch.Tensor, noise: torch.Tensor, cache: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        pairs = [(cache[2 * i], cache[2 * i + 1]) for i in range(len(cache) // 2)]
+        motion, pairs = self.model.step(prev, feat_self, feat_partner, anchor, noise, self.masks, self.coefficients,
+                                        pairs, self.sigmas)
+        return (motion, *(t for kv in pairs for t in kv))
+
+
+def cache_names(config: ModelConfig, suffix: str = '') -> list[str]:
+    """Names of the per-layer cache tensors: k_0, v_0, k_1, ... (with ``suffix`` for outputs)."""
+    return [f'{kind}_{i}{suffix}' for i in range(config.n_layer) for kind in ('k', 'v')]
+
+
+def export_key(model: DyStream, guidance: Guidance, steps: int) -> str:
+    """Hash of the weights, config, CFG branches and steps: the name of a cached export."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([EXPORT_VERSION, model.config.to_dict(), guidance.names, guidance.coefficients,
+                              steps], sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's progress prints, warnings and log lines (they are not errors)."""
+    exporter_log = logging.getLogger('torch.onnx')
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter('ignore')
+            yield
+    finally:
+        exporter_log.setLevel(level)
+
+
+def _export(module: nn.Module, args: tuple[Any, ...], path: Path, input_names: list[str],
+            output_names: list[str]) -> None:
+    with _quiet():
+        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                          opset_version=OPSET, dynamo=True, external_data=False)
+
+
+@torch.no_grad()
+def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guidance | None = None,
+                steps: int | None = None) -> Path:
+    """Export the four graphs and ``meta.json`` into ``folder``; return it."""
+    cfg = model.config
+    guidance = guidance or Guidance.from_weights(cfg.cfg_audio, cfg.cfg_partner, cfg.cfg_anchor, cfg.cfg_all)
+    steps = steps or cfg.steps
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.to('cpu').eval()
+    window = torch.zeros(1, cfg.encoder_window_samples)
+    for name, encoder in (('self', model.audio_encoder), ('partner', model.partner_encoder)):
+        _export(EncoderStep(encoder), (window, encoder.init_state(1)), folder / f'encoder_{name}.onnx',
+                ['window', 'state'], ['feature', 'state_out'])
+    anchor = model.motion_mean[None].clone()
+    _, silence_self = model.audio_encoder.silence()
+    _, silence_partner = model.partner_encoder.silence()
+    _export(PrefixStep(model, guidance), (anchor, silence_self, silence_partner), folder / 'prefix.onnx',
+            ['anchor', 'silence_self', 'silence_partner'], cache_names(cfg))
+    cache = model.prefix_cache(anchor, silence_self, silence_partner, guidance.mask_tensor())
+    flat = [t for kv in cache for t in kv]
+    # Distinct tensors for every input: the tracer merges inputs that are the same tensor object.
+    _export(GeneratorStep(model, guidance, steps),
+            (anchor.clone(), silence_self.clone(), silence_partner.clone(), anchor.clone(),
+             torch.zeros(1, cfg.motion_dim), [t.clone() for t in flat]),
+            folder / 'step.onnx', ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', *cache_names(cfg)],
+            ['motion', *cache_names(cfg, '_out')])
+    meta = {'version': EXPORT_VERSION, 'key': export_key(model, guidance, steps), 'config': cfg.to_dict(),
+            'steps': steps, 'branches': list(guidance.names), 'coefficients': list(guidance.coefficients)}
+    (folder / 'meta.json').write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+class OnnxBackend:
+    """Runs the exported graphs with ONNX Runtime; the StreamingGenerator backend for ``backend='onnx'``."""
+
+    name = 'onnx'
+
+    def __init__(self, folder: str | os.PathLike[str], num_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        meta_path = folder / 'meta.json'
+        if not meta_path.is_file():
+            msg = f'{folder} holds no ONNX export ({meta_path.name} missing); run `dystream export-onnx`'
+            raise CheckpointError(msg)
+        self.meta = json.loads(meta_path.read_text())
+        self.config = ModelConfig.from_dict(self.meta['config'])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = set(ort.get_available_providers())
+        wanted = [p for p in PREFERRED_PROVIDERS if p in available]
+        self.sessions = {}
+        for name in ('encoder_self', 'encoder_partner', 'prefix', 'step'):
+            path = folder / f'{name}.onnx'
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), options, providers=wanted)
+            except Exception as exc:  # onnxruntime raises its own untyped errors  # noqa: BLE001
+                msg = f'cannot load ONNX graph {path}: {exc}'
+                raise CheckpointError(msg) from None
+        self.providers = self.sessions['step'].get_providers()
+        self._cache_in = cache_names(self.config)
+        self._silence: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def for_model(cls, model: DyStream, guidance: Guidance, steps: int,
+                  onnx_dir: str | os.PathLike[str] | None = None, num_threads: int = 0) -> OnnxBackend:
+        """The backend of an export of ``model`` with these settings, exporting first if none is up to date."""
+        from dystream_ros.model.streaming import default_onnx_dir
+
+        key = export_key(model, guidance, steps)
+        folder = Path(onnx_dir) if onnx_dir is not None else default_onnx_dir() / key
+        meta_path = folder / 'meta.json'
+        if not meta_path.is_file() or json.loads(meta_path.read_text()).get('key') != key:
+            logger.info('exporting DyStream to ONNX in %s', folder)
+            export_onnx(model, folder, guidance, steps)
+        return cls(folder, num_threads)
+
+    def _encoder(self, stream: str) -> Any:
+        return self.sessions[f'encoder_{stream}']
+
+    def encoder_start(self, stream: str) -> np.ndarray:
+        """Encoder state after endless silence (computed once per stream by the exported step)."""
+        if stream not in self._silence:
+            cfg = self.config
+            state = np.zeros((1, cfg.audio_dim, cfg.encoder_state_frames), np.float32)
+            window = np.zeros((1, cfg.encoder_window_samples), np.float32)
+            for _ in range(cfg.receptive_field_frames - 1):
+                _, state = self._encoder(stream).run(None, {'window': window, 'state': state})
+            feature, _ = self._encoder(stream).run(None, {'window': window, 'state': state})
+            self._silence[stream] = (state, feature)
+        return self._silence[stream][0]
+
+    def encode(self, stream: str, window: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One encoder frame: window (880,) -> feature (1, audio_dim), next state."""
+        feature, state = self._encoder(stream).run(None, {'window': window[None], 'state': state})
+        return feature, state
+
+    def prefix(self, anchor: np.ndarray) -> list[np.ndarray]:
+        """Start-of-stream KV cache, flat: k_0, v_0, k_1, ..."""
+        for stream in ('self', 'partner'):
+            self.encoder_start(stream)
+        return self.sessions['prefix'].run(None, {'anchor': anchor.reshape(1, -1), 'silence_self':
+                                                  self._silence['self'][1], 'silence_partner':
+                                                  self._silence['partner'][1]})
+
+    def step(self, prev: np.ndarray, feat_self: np.ndarray, feat_partner: np.ndarray, anchor: np.ndarray,
+             noise: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One generated frame: raw motion (motion_dim,) and the next flat cache."""
+        feeds = {'prev': prev.reshape(1, -1), 'feat_self': feat_self, 'feat_partner': feat_partner,
+                 'anchor': anchor.reshape(1, -1), 'noise': noise, **dict(zip(self._cache_in, cache))}
+        motion, *cache = self.sessions['step'].run(None, feeds)
+        return motion[0], cache
+
+
+# --- `dystream export-onnx` ---
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dystream export-onnx``."""
+    parser.add_argument('--model', type=Path, default=None,
+                        help='checkpoint (.safetensors); default: the shipped dystream_tiny weights')
+    parser.add_argument('--random-weights', metavar='CONFIG', choices=['tiny', 'base', 'official'],
+                        help='export a randomly initialised model of this size instead (speed tests only)')
+    parser.add_argument('--out', type=Path, required=True, help='folder for the .onnx files and meta.json')
+    parser.add_argument('--steps', type=int, default=None, help='Euler steps (default: the model config)')
+    for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all'):
+        parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None, dest=name,
+                            help=f'guidance weight {name} (default: the model config)')
+    parser.add_argument('--check-frames', type=int, default=25,
+                        help='frames of random audio to compare ONNX Runtime with torch after export (0: skip)')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, then stream a random clip through both backends and print the comparison as JSON."""
+    from dystream_ros.model.checkpoint import load_default_model, load_model
+    from dystream_ros.model.streaming import StreamingGenerator
+
+    if args.random_weights and args.model:
+        msg = 'give either --model or --random-weights, not both'
+        raise ConfigError(msg)
+    if args.random_weights:
+        torch.manual_seed(0)
+        model = DyStream(ModelConfig.preset(args.random_weights)).eval()
+    else:
+        model = load_model(args.model) if args.model else load_default_model()
+    settings = {k: getattr(args, k) for k in ('steps', 'cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')}
+    onnx_gen = StreamingGenerator(model, backend='onnx', onnx_dir=args.out, **settings)
+    report: dict[str, Any] = {'out': str(args.out), 'providers': onnx_gen.providers,
+                              'branches': list(onnx_gen.guidance.names), 'steps': onnx_gen.config.steps}
+    if args.check_frames > 0:
+        torch_gen = StreamingGenerator(model, backend='torch', **settings)
+        rng = np.random.default_rng(0)
+        samples = args.check_frames * model.config.samples_per_frame + model.config.lookahead_samples
+        clips = [(0.1 * rng.standard_normal(samples)).astype(np.float32) for _ in range(2)]
+        ours, ref = onnx_gen.generate(*clips), torch_gen.generate(*clips)
+        report['check_frames'] = int(ours.shape[0])
+        report['max_abs_diff_vs_torch'] = float(np.abs(ours - ref).max())
+    print(json.dumps(report))
+    sys.stdout.flush()
+    return 0

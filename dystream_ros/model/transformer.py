@@ -1,0 +1,216 @@
+"""Autoregressive motion transformer: sliding-window causal attention with RoPE and an exact KV cache.
+
+Reproduces the role of the DyStream GPT (arXiv 2512.24408; OFF-M:158-198, 337-495 of the paper code
+``motion_gen_gpt_flowmatching_addaudio_linear_twowavencoder.py``): token ``i`` holds motion frame ``i``, the fused
+audio feature of frame ``i + 1`` is added in every block, an anchor (the avatar's reference motion) conditions every
+block, and the output of token ``i`` conditions the flow head that predicts frame ``i + 1``.
+
+Deliberate differences from the paper code, all for an exact KV cache:
+
+* **Positions.** The paper code rotates the 768-d block input with window-relative positions and adds a second
+  self-attention with sinusoidal window-relative PE; every hidden state changes when the window slides, so it must
+  recompute all 94 tokens per frame. We use one self-attention per block with per-head RoPE on q/k and a banded
+  causal mask of ``context_frames`` (sliding-window attention, Mistral style). Scores depend only on relative
+  positions, so cached keys stay valid: each frame costs one token. Keys are cached un-rotated and rotated at
+  window positions ``0 .. W-1`` at every step, which is exact and free of float drift on endless streams.
+* **Anchor.** The paper code cross-attends to a single anchor token. With one key the softmax weight is 1, so that
+  cross-attention is exactly ``out_proj(v_proj(anchor))``, a per-block linear of the embedded anchor; we add that
+  term directly (``Block.anchor_linear``).
+* **Audio.** As the paper ("addaudio_linear"): per-stream projection, per-stream CFG/dropout mask, a fusion linear,
+  then a per-block linear added to the residual stream without a norm.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from dystream_ros.model.config import ModelConfig
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v), each (B, n_head, context_frames - 1, head_size)
+
+
+def rope_tables(num_positions: int, head_size: int, base: float, device: torch.device | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables (num_positions, head_size) for rotate-half RoPE, computed in float64."""
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
+    angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * inv_freq  # (T, hs/2)
+    angles = torch.cat([angles, angles], dim=1)  # (T, hs)
+    return angles.cos().float().to(device), angles.sin().float().to(device)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, H, T, hs) by the tables (T, hs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+def banded_causal_mask(num_tokens: int, window: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T, T) bool, True where token i may attend to token j: i - window < j <= i."""
+    idx = torch.arange(num_tokens, device=device)
+    offset = idx[:, None] - idx[None, :]  # i - j
+    return (offset >= 0) & (offset < window)
+
+
+class SlidingWindowAttention(nn.Module):
+    """Multi-head causal self-attention over the last ``context_frames`` tokens, RoPE on q and k."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, tokens, width = x.shape
+        q, k, v = self.c_attn(x).split(width, dim=2)  # (B, T, C) each
+        shape = (batch, tokens, self.n_head, width // self.n_head)
+        return (q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2),
+                v.view(shape).transpose(1, 2))  # (B, nh, T, hs)
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        batch, _, tokens, _ = y.shape
+        y = y.transpose(1, 2).reshape(batch, tokens, -1)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Whole sequence x (B, T, C); returns y and the un-rotated k, v (B, nh, T, hs) for a cache."""
+        q, k, v = self._split(x)
+        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self._merge(y), k, v
+
+    def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
+             v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One new token x (B, 1, C) after W-1 cached ones; tables (W, hs). Returns y and the next cache."""
+        q, k, v = self._split(x)
+        k = torch.cat([k_cache, k], dim=2)  # (B, nh, W, hs), oldest first
+        v = torch.cat([v_cache, v], dim=2)
+        y = F.scaled_dot_product_attention(apply_rope(q, cos[-1:], sin[-1:]), apply_rope(k, cos, sin), v)
+        return self._merge(y), k[:, :, 1:], v[:, :, 1:]
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward, 4x wide, GELU."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN block: attention, additive audio and anchor, MLP."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = SlidingWindowAttention(config)
+        self.audio_linear = nn.Linear(config.n_embd, config.n_embd)  # paper: cross_linear_audio
+        self.anchor_linear = nn.Linear(config.n_embd, config.n_embd)  # paper: cross_attn_anchor, see module doc
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x, audio (B, T, C), anchor (B, 1, C); returns x and the block's k, v."""
+        y, k, v = self.attn(self.ln_1(x), cos, sin, mask)
+        x = x + y + self.audio_linear(audio) + self.anchor_linear(anchor)
+        return x + self.mlp(self.ln_2(x)), k, v
+
+    def step(self, x: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, cos: torch.Tensor,
+             sin: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One token x, audio (B, 1, C), anchor (B, 1, C); returns x and the next cache."""
+        y, k, v = self.attn.step(self.ln_1(x), cos, sin, k_cache, v_cache)
+        x = x + y + self.audio_linear(audio) + self.anchor_linear(anchor)
+        return x + self.mlp(self.ln_2(x)), k, v
+
+
+class MotionTransformer(nn.Module):
+    """Motion tokens + fused two-stream audio + anchor -> per-token condition (B, T, n_embd) for the flow head."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.motion_embed = nn.Linear(config.motion_dim, config.n_embd)  # paper: face_embed
+        self.anchor_embed = nn.Linear(config.motion_dim, config.n_embd)
+        self.audio_proj = nn.Linear(config.audio_dim, config.n_embd)
+        self.partner_proj = nn.Linear(config.audio_dim, config.n_embd)  # paper: audio_other_proj
+        self.audio_fusion = nn.Linear(2 * config.n_embd, config.n_embd)  # paper: audio_audioother_fusion
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        cos, sin = rope_tables(config.context_frames, config.head_size, config.rope_base)
+        self.register_buffer('rope_cos', cos, persistent=False)  # (W, hs), window positions 0 .. W-1
+        self.register_buffer('rope_sin', sin, persistent=False)
+
+    def condition(self, feat_self: torch.Tensor, feat_partner: torch.Tensor, anchor: torch.Tensor,
+                  masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse the conditions, with each dropped (CFG branch or training dropout) where its mask is 0.
+
+        Args:
+            feat_self, feat_partner: encoder features (B, T, audio_dim) of the frames the tokens predict.
+            anchor: normalised anchor motion (B, motion_dim).
+            masks: (B, T or 1, 3) in {0, 1}: self audio, partner audio, anchor. A dropped stream is zeroed after
+                its projection, before fusion; a dropped anchor after its embedding (paper code OFF-M:463-483).
+
+        Returns:
+            audio (B, T, n_embd) and anchor embedding (B, 1, n_embd).
+        """
+        projected = torch.cat([self.audio_proj(feat_self) * masks[..., 0:1],
+                               self.partner_proj(feat_partner) * masks[..., 1:2]], dim=-1)  # (B, T, 2C)
+        anchor_emb = self.anchor_embed(anchor)[:, None] * masks[:, :1, 2:3]  # (B, 1, C)
+        return self.audio_fusion(projected), anchor_emb
+
+    def _tables(self, num_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if num_positions <= self.config.context_frames:
+            return self.rope_cos[:num_positions], self.rope_sin[:num_positions]
+        return rope_tables(num_positions, self.config.head_size, self.config.rope_base, self.rope_cos.device)
+
+    def forward(self, motion: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor
+                ) -> tuple[torch.Tensor, KVCache]:
+        """Whole sequence with the banded causal mask.
+
+        Args:
+            motion: normalised motion tokens (B, T, motion_dim); token i holds frame i.
+            audio: fused audio (B, T, n_embd) of frames i + 1; anchor: anchor embedding (B, 1, n_embd).
+
+        Returns:
+            The conditions (B, T, n_embd) after the final norm, and each layer's un-rotated (k, v).
+        """
+        tokens = motion.shape[1]
+        cos, sin = self._tables(tokens)
+        mask = banded_causal_mask(tokens, self.config.context_frames, motion.device)
+        x = self.drop(self.motion_embed(motion))  # (B, T, C)
+        cache: KVCache = []
+        for block in self.blocks:
+            x, k, v = block(x, audio, anchor, cos, sin, mask)
+            cache.append((k, v))
+        return self.ln_f(x), cache
+
+    def step(self, motion: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, cache: KVCache
+             ) -> tuple[torch.Tensor, KVCache]:
+        """One token: motion (B, 1, motion_dim) normalised, audio (B, 1, C), anchor (B, 1, C).
+
+        ``cache`` holds the W-1 previous tokens of every layer, oldest first; returns (B, 1, C) and the next cache.
+        """
+        x = self.motion_embed(motion)  # (B, 1, C)
+        next_cache: KVCache = []
+        for block, (k_cache, v_cache) in zip(self.blocks, cache):
+            x, k, v = block.step(x, audio, anchor, self.rope_cos, self.rope_sin, k_cache, v_cache)
+            next_cache.append((k, v))
+        return self.ln_f(x), next_cache
+
+    def empty_cache(self, batch_size: int) -> KVCache:
+        """A cache with no tokens, for ``context_frames == 1``."""
+        ref = self.rope_cos
+        shape = (batch_size, self.config.n_head, 0, self.config.head_size)
+        return [(ref.new_zeros(shape), ref.new_zeros(shape)) for _ in self.blocks]

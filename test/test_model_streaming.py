@@ -1,0 +1,253 @@
+"""DyStream streaming: causality with lookahead, streaming equals offline, chunking invariance, exact KV cache."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dystream_ros.errors import ConfigError, StreamError
+from dystream_ros.model import DyStream, Guidance, ModelConfig, StreamingGenerator
+from dystream_ros.model.audio_encoder import AudioEncoder, num_final_frames
+from dystream_ros.model.sampler import BRANCHES, sigma_schedule
+
+RATE, FRAME = 16000, 640
+
+
+def random_model(seed: int = 0, **changes: object) -> DyStream:
+    """A small model whose every part depends on its inputs.
+
+    The head's modulation and output layers start at zero (the head then ignores its inputs), so they get random
+    weights here; otherwise streaming/offline comparisons could pass on a constant output.
+    """
+    torch.manual_seed(seed)
+    config = ModelConfig(context_frames=12).replace(**changes)
+    model = DyStream(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith('head.'):
+                param.add_(0.05 * torch.randn_like(param))
+        model.set_motion_stats(torch.rand(config.motion_dim), 0.1 + torch.rand(config.motion_dim))
+    return model.eval()
+
+
+def clips(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two voice-like clips: noise bursts with a syllable-rate envelope."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    own = 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * rng.standard_normal(n)
+    partner = 0.1 * (0.5 + 0.5 * np.sin(2 * np.pi * 1.7 * t + 1)) * rng.standard_normal(n)
+    return own.astype(np.float32), partner.astype(np.float32)
+
+
+def stream(gen: StreamingGenerator, own: np.ndarray, partner: np.ndarray, chunk: int) -> np.ndarray:
+    gen.reset()
+    frames = []
+    for start in range(0, own.shape[0], chunk):
+        gen.push_self(own[start:start + chunk])
+        gen.push_partner(partner[start:start + chunk])
+        frames += gen.pull()
+    assert [f.index for f in frames] == list(range(len(frames)))
+    return np.stack([f.motion for f in frames])
+
+
+@pytest.mark.parametrize('lookahead_ms', [0, 10, 40, 60])
+def test_encoder_step_equals_whole_clip_encoding(lookahead_ms: int) -> None:
+    config = ModelConfig(lookahead_ms=lookahead_ms)
+    torch.manual_seed(0)
+    encoder = AudioEncoder(config).eval()
+    audio = torch.from_numpy(clips(1.3)[0])[None]
+    frames = num_final_frames(config, audio.shape[1])
+    with torch.no_grad():
+        offline = encoder.encode_frames(audio, 0, frames)
+        state, _ = encoder.silence()
+        buffer = torch.cat([torch.zeros(1, config.history_samples - config.encoder_offset_samples), audio], 1)
+        online = []
+        for u in range(frames + config.pre_frames):
+            feature, state = encoder.step(buffer[:, u * FRAME:u * FRAME + config.encoder_window_samples], state)
+            if u >= config.pre_frames:
+                online.append(feature)
+    torch.testing.assert_close(torch.stack(online, 1), offline, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('lookahead_ms', [0, 60])
+@pytest.mark.parametrize('which', ['self', 'partner'])
+def test_audio_after_frame_end_plus_lookahead_never_changes_earlier_frames(lookahead_ms: int, which: str) -> None:
+    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms), seed=1)
+    own, partner = clips(2.0)
+    reference = gen.generate(own, partner)
+    t = 20
+    cut = FRAME * (t + 1) + gen.lookahead_samples  # first sample frame t may not see
+    changed = [own.copy(), partner.copy()]
+    changed[0 if which == 'self' else 1][cut:] += 0.3
+    moved = gen.generate(*changed)
+    np.testing.assert_array_equal(moved[:t + 1], reference[:t + 1])
+    assert np.abs(moved[t + 1:] - reference[t + 1:]).max() > 1e-3  # the change is visible right after t
+    # One sample earlier is inside frame t's view: frame t changes.
+    earlier = [own.copy(), partner.copy()]
+    earlier[0 if which == 'self' else 1][cut - 1] += 0.3
+    assert np.abs(gen.generate(*earlier)[t] - reference[t]).max() > 0
+
+
+def test_frame_is_released_when_its_lookahead_audio_arrives() -> None:
+    gen = StreamingGenerator(random_model())
+    need = 3 * FRAME + gen.lookahead_samples  # frame 2 is final at this many samples
+    own, partner = clips(1.0)
+    gen.push_self(own[:need - 1])
+    gen.push_partner(partner[:need])
+    assert [f.index for f in gen.pull()] == [0, 1]  # self lacks one sample for frame 2
+    gen.push_self(own[need - 1:need])
+    (frame,) = gen.pull()
+    assert (frame.index, frame.start_sample, frame.ready_sample) == (2, 2 * FRAME, need)
+    assert frame.start_time_s == pytest.approx(0.08)
+
+
+@pytest.mark.parametrize('lookahead_ms', [0, 60])
+def test_streaming_equals_offline_for_every_chunk_size(lookahead_ms: int) -> None:
+    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms), seed=7)
+    own, partner = clips(2.5)
+    offline = gen.generate(own, partner)
+    assert offline.shape == (num_final_frames(gen.config, own.shape[0]), gen.motion_dim)
+    assert np.abs(np.diff(offline, axis=0)).max() > 1e-2  # frames move: the comparison is not between constants
+    runs = {ms: stream(gen, own, partner, RATE * ms // 1000) for ms in (10, 40, 333)}
+    runs['whole'] = stream(gen, own, partner, own.shape[0])
+    for name, frames in runs.items():
+        np.testing.assert_array_equal(frames, runs['whole'], err_msg=f'{name} chunks')
+    assert np.abs(runs['whole'] - offline).max() <= 1e-4
+
+
+def test_default_config_streaming_equals_offline() -> None:
+    torch.manual_seed(0)
+    model = DyStream(ModelConfig.preset('tiny'))
+    with torch.no_grad():
+        for param in model.head.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    gen = StreamingGenerator(model.eval(), seed=2)
+    own, partner = clips(4.4)  # > 94 frames: the attention window slides
+    offline = gen.generate(own, partner)
+    assert offline.shape[0] > gen.config.context_frames
+    assert np.abs(stream(gen, own, partner, 1000) - offline).max() <= 1e-4
+
+
+def test_kv_cache_step_equals_full_sequence_with_banded_mask() -> None:
+    model = random_model(context_frames=9)
+    transformer, config = model.transformer, model.config
+    masks = Guidance.from_weights(0.5, 0.5, 0.3, 1.0).mask_tensor()
+    branches, tokens = masks.shape[0], 40  # several times the window
+    torch.manual_seed(3)
+    motion = torch.randn(branches, tokens, config.motion_dim)
+    feats = [torch.randn(1, tokens, config.audio_dim).expand(branches, -1, -1) for _ in range(2)]
+    anchor = torch.randn(1, config.motion_dim).expand(branches, -1)
+    with torch.no_grad():
+        audio, anchor_emb = transformer.condition(*feats, anchor, masks)
+        full, _ = transformer(motion, audio, anchor_emb)
+        start = config.context_frames - 1
+        _, cache = transformer(motion[:, :start], audio[:, :start], anchor_emb)
+        stepped = []
+        for t in range(start, tokens):
+            out, cache = transformer.step(motion[:, t:t + 1], audio[:, t:t + 1], anchor_emb, cache)
+            stepped.append(out)
+        assert cache[0][0].shape == (branches, config.n_head, config.context_frames - 1, config.head_size)
+    torch.testing.assert_close(torch.cat(stepped, 1), full[:, start:], atol=1e-5, rtol=0)
+    # Without the band the last token sees more: the banded window is what the cache reproduces.
+    with torch.no_grad():
+        wide = DyStream(config.replace(context_frames=tokens))
+        wide.load_state_dict(model.state_dict())
+        wide_out, _ = wide.transformer(motion, audio, anchor_emb)
+    assert (wide_out[:, -1] - full[:, -1]).abs().max() > 1e-3
+
+
+def test_skipping_zero_weight_branches_is_exact() -> None:
+    model = random_model()
+    own, partner = (torch.from_numpy(c) for c in clips(1.0))
+    anchor = model.motion_mean.clone()
+    skipped = Guidance.from_weights(0.5, 0.5, 0.0, 1.0)
+    assert skipped.names == ('uncond', 'self', 'partner', 'all')
+    coefficients = {'uncond': -1.0, 'anchor': 0.0, 'self': 0.5, 'partner': 0.5, 'all': 1.0}
+    every = Guidance(tuple(BRANCHES), tuple(BRANCHES.values()), tuple(coefficients[n] for n in BRANCHES))
+    results = [model.generate(own, partner, anchor, torch.Generator().manual_seed(0), g) for g in (skipped, every)]
+    torch.testing.assert_close(results[0], results[1], atol=1e-5, rtol=0)
+    only_all = Guidance.from_weights(0.0, 0.0, 0.0, 1.0)
+    assert only_all.names == ('all',) and only_all.coefficients == (1.0,)
+
+
+def test_sigma_schedule_matches_the_paper_scheduler() -> None:
+    assert sigma_schedule(5, 0.001) == pytest.approx([1.0, 0.75025, 0.5005, 0.25075, 0.001, 0.0])
+    assert sigma_schedule(1, 0.001) == [1.0, 0.0]
+
+
+def test_seed_repeats_and_reset_restarts_the_stream() -> None:
+    own, partner = clips(1.0)
+    gen = StreamingGenerator(random_model(), seed=5)
+    first = stream(gen, own, partner, 700)
+    np.testing.assert_array_equal(stream(gen, own, partner, 700), first)
+    gen.reset(seed=6)
+    gen.push_self(own)
+    gen.push_partner(partner)
+    other = np.stack([f.motion for f in gen.pull()])
+    assert np.abs(other - first).max() > 1e-3
+    gen.reset(seed=5)
+    gen.push_self(own)
+    gen.push_partner(partner)
+    np.testing.assert_array_equal(np.stack([f.motion for f in gen.pull()]), first)
+
+
+def test_anchor_conditions_the_motion() -> None:
+    own, partner = clips(1.0)
+    gen = StreamingGenerator(random_model(), seed=5, cfg_anchor=1.0)
+    base = gen.generate(own, partner)
+    gen.reset(anchor=np.full(gen.motion_dim, 2.0, np.float32))
+    assert np.abs(gen.generate(own, partner) - base).max() > 1e-3
+
+
+def test_without_partner_equals_silent_partner() -> None:
+    own, _ = clips(1.2)
+    model = random_model()
+    solo = StreamingGenerator(model, seed=3, use_partner=False)
+    solo.push_self(own)
+    frames = np.stack([f.motion for f in solo.pull()])
+    np.testing.assert_allclose(frames, StreamingGenerator(model, seed=3).generate(own, np.zeros_like(own)),
+                               atol=1e-4, rtol=0)
+    with pytest.raises(StreamError, match='use_partner=False'):
+        solo.push_partner(own)
+
+
+def test_flush_finalises_every_frame_that_covers_pushed_audio() -> None:
+    gen = StreamingGenerator(random_model())
+    own, partner = clips(1.01)  # 25.25 frames
+    gen.push_self(own)
+    gen.push_partner(partner)
+    pulled = gen.pull()
+    flushed = gen.flush()
+    assert len(pulled) == num_final_frames(gen.config, own.shape[0])
+    assert [f.index for f in pulled + flushed] == list(range(26))
+
+
+def test_push_checks_the_chunk_contract() -> None:
+    gen = StreamingGenerator(random_model())
+    with pytest.raises(StreamError, match='int16'):
+        gen.push_self(np.zeros(640, np.int16))
+    with pytest.raises(StreamError, match='1-D'):
+        gen.push_self(np.zeros((2, 640), np.float32))
+    with pytest.raises(StreamError, match='NaN'):
+        gen.push_partner(np.full(640, np.nan, np.float32))
+    with pytest.raises(ConfigError, match='anchor'):
+        gen.reset(anchor=np.zeros(3, np.float32))
+
+
+def test_a_stream_far_behind_raises() -> None:
+    gen = StreamingGenerator(random_model(), max_backlog_frames=10)
+    gen.push_self(np.zeros(20 * FRAME, np.float32))
+    with pytest.raises(StreamError, match='partner stream is .* behind'):
+        gen.pull()
+
+
+def test_config_validation_names_the_problem() -> None:
+    with pytest.raises(ConfigError, match='lookahead_ms'):
+        ModelConfig(lookahead_ms=15)
+    with pytest.raises(ConfigError, match='n_head'):
+        ModelConfig(n_embd=100, n_head=3)
+    with pytest.raises(ConfigError, match='unknown model config'):
+        ModelConfig.preset('huge')
+    assert ModelConfig.preset('official').n_embd == 768
+    assert ModelConfig.from_dict(ModelConfig.preset('base').to_dict()) == ModelConfig.preset('base')

@@ -1,0 +1,119 @@
+"""DyStream training: a tiny model learns, resume is exact, the CLI and torchrun (DDP, gloo) paths run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dystream_ros.cli import main
+from dystream_ros.data.sample import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, Sample, write_sample
+from dystream_ros.errors import ConfigError, DataError
+from dystream_ros.model import ModelConfig, StreamingGenerator, load_model
+from dystream_ros.model.checkpoint import read_tensors
+from dystream_ros.model.dataset import WindowDataset
+from dystream_ros.model.train import TrainConfig, train
+
+REPO = Path(__file__).resolve().parent.parent
+NAMES = tuple(f'dim{i}' for i in range(58))
+
+
+def write_clip(root: Path, sample_id: str = 'clip0', frames: int = 75, valid: np.ndarray | None = None) -> Path:
+    """A synthetic clip whose motion follows the self voice's loudness, plus slow partner-independent sways."""
+    t = np.arange(frames * SAMPLES_PER_FRAME) / SAMPLE_RATE_HZ
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t)
+    own = (0.3 * envelope * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    partner = (0.1 * np.sin(2 * np.pi * 0.7 * t) * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    ft = np.arange(frames) / 25
+    loudness = 0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * ft)
+    motion = np.stack([0.3 * loudness * (d % 5) / 5 + 0.1 * np.sin(2 * np.pi * (0.2 + 0.05 * d) * ft + d)
+                       for d in range(58)], axis=1).astype(np.float32)
+    valid = np.ones(frames, bool) if valid is None else valid
+    return write_sample(root, Sample(sample_id, motion, NAMES, valid, own, partner))
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp('samples')
+    write_clip(root)
+    return root
+
+
+SMALL = ModelConfig(context_frames=16, dropout=0.0)
+
+
+def test_tiny_model_overfits_a_short_clip(data: Path, tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; one thread is as fast for this size
+    try:
+        result = train(TrainConfig(data=data, out=tmp_path, steps=200, batch_size=8, lr=2e-3, warmup_steps=10,
+                                   save_every=10_000, progress=False), SMALL)
+    finally:
+        torch.set_num_threads(threads)
+    first, last = np.mean(result.losses[:10]), np.mean(result.losses[-10:])
+    assert first / last >= 10, f'loss fell only from {first:.3f} to {last:.3f}'
+    assert result.model_path == tmp_path / 'model.safetensors'
+
+
+def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
+    settings = {'data': data, 'steps': 4, 'batch_size': 2, 'warmup_steps': 3, 'save_every': 100, 'progress': False}
+    straight = train(TrainConfig(out=tmp_path / 'a', **settings), SMALL)
+    first = train(TrainConfig(out=tmp_path / 'b', **{**settings, 'steps': 2}), SMALL)
+    resumed = train(TrainConfig(out=tmp_path / 'b', resume=True, **settings))
+    assert first.losses + resumed.losses == straight.losses
+    a, meta = read_tensors(tmp_path / 'a' / 'train_state.safetensors')
+    b, _ = read_tensors(tmp_path / 'b' / 'train_state.safetensors')
+    assert a.keys() == b.keys() and meta['step'] == '4'
+    assert any(k.startswith('optim.') for k in a) and any(k.startswith('ema.') for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(ConfigError, match='resume'):
+        train(TrainConfig(out=tmp_path / 'b', resume=True, **settings), SMALL.replace(n_layer=2))
+
+
+def test_train_command_writes_weights_the_generator_loads(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / 'run'
+    code = main(['train', str(data), '--out', str(out), '--steps', '3', '--batch-size', '2', '--context-frames', '8',
+                 '--lookahead-ms', '40', '--seed', '3', '--save-every', '2', '--log-every', '1', '--no-progress'])
+    assert code == 0
+    model = load_model(out / 'model.safetensors')
+    assert model.config.context_frames == 8 and model.config.lookahead_ms == 40
+    assert model.config.motion_names == NAMES
+    assert float(model.motion_std.min()) > 0 and float(model.motion_mean.abs().max()) > 0
+    assert [json.loads(line)['step'] for line in (out / 'train_log.jsonl').read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((out / 'config.json').read_text())['world_size'] == 1
+    gen = StreamingGenerator(out / 'model.safetensors')
+    gen.push_self(np.zeros(16000, np.float32))
+    gen.push_partner(np.zeros(16000, np.float32))
+    frames = gen.pull()
+    assert len(frames) == (16000 - 640) // 640 and np.all(np.isfinite(frames[-1].motion))
+
+
+def test_torchrun_trains_with_two_processes(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / 'ddp'
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m',
+               'dystream_ros.cli', 'train', str(data), '--out', str(out), '--steps', '2', '--batch-size', '2',
+               '--context-frames', '8', '--device', 'cpu', '--no-progress']
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / 'config.json').read_text())['world_size'] == 2
+    assert load_model(out / 'model.safetensors').config.context_frames == 8
+
+
+def test_windows_skip_frames_the_tracker_lost(tmp_path: Path) -> None:
+    valid = np.ones(40, bool)
+    valid[20] = False
+    write_clip(tmp_path, frames=40, valid=valid)
+    dataset = WindowDataset(tmp_path, ModelConfig(context_frames=9), window_frames=10)
+    starts = set(dataset.windows[:, 1].tolist())
+    assert starts == set(range(0, 11)) | set(range(21, 31))
+    motion, own, partner = dataset.batch(np.random.default_rng(0), 3)
+    assert motion.shape == (3, 10, 58) and own.shape == partner.shape
+    with pytest.raises(DataError, match='consecutive valid frames'):
+        WindowDataset(tmp_path, ModelConfig(context_frames=30), window_frames=31)
