@@ -16,6 +16,7 @@ from dystream_ros.errors import DystreamError
 COMMANDS: dict[str, tuple[str, str]] = {
     'bench': ('dystream_ros.bench', 'run a benchmark from bench/ and print its figures'),
     'corpus': ('dystream_ros.data.corpus', 'generate a synthetic dyadic corpus with offline TTS'),
+    'extract': ('dystream_ros.face.extract', 'track the face in talking videos and write training samples'),
     'train': ('dystream_ros.model.train', 'train DyStream on a folder of samples (under torchrun: DDP)'),
     'export-onnx': ('dystream_ros.model.onnx_export', 'export DyStream to ONNX and check ONNX Runtime against torch'),
 }
