@@ -37,9 +37,20 @@ class StreamTimeline:
     def _index_of(self, engine_time_ns: int) -> int:
         return round((engine_time_ns - self.epoch_ns) * TARGET_RATE_HZ / NS_PER_S)
 
-    def write(self, stamp_ns: int, samples: np.ndarray, arrival_ns: int) -> list[AudioIssue]:
+    @property
+    def offset_ns(self) -> int | None:
+        """engine time - stamp, once the first chunk has fixed it."""
+        return self._offset_ns
+
+    def write(self, stamp_ns: int, samples: np.ndarray, arrival_ns: int,
+              shared_offset_ns: int | None = None) -> list[AudioIssue]:
         """Place ``samples`` (16 kHz, first one at ``stamp_ns`` on the stream's own clock) that arrived at
-        ``arrival_ns`` (engine clock). Return what had to be repaired."""
+        ``arrival_ns`` (engine clock). Return what had to be repaired.
+
+        ``shared_offset_ns`` is another stream's offset: if this stream's first stamps agree with it (they come
+        from the same clock), both streams are placed by their stamps alone, so a voice that reaches us later than
+        the other (a network microphone) is known to be late instead of being shifted in time.
+        """
         issues: list[AudioIssue] = []
         n = len(samples)
         if n == 0:
@@ -47,6 +58,8 @@ class StreamTimeline:
         duration_ns = n * NS_PER_S // TARGET_RATE_HZ
         if self._offset_ns is None:  # the first chunk: a live chunk ends when it arrives
             self._offset_ns = arrival_ns - duration_ns - stamp_ns
+            if shared_offset_ns is not None and abs(shared_offset_ns - self._offset_ns) <= self.resync_threshold_ns:
+                self._offset_ns = shared_offset_ns
         elif self._clock_jumped(stamp_ns, arrival_ns):
             # continue right after the newest audio instead of leaving a hole or overwriting
             issues.append(AudioIssue.CLOCK_JUMP)
