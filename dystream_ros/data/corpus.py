@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     goal_s = args.hours * 3600.0
     done_s, index, count = 0.0, 0, 0
-    with tqdm(total=round(goal_s / 60, 1), unit='min', desc=f'corpus ({args.split})') as bar:
+    with tqdm(total=int(goal_s), unit='s', desc=f'corpus ({args.split}), seconds of conversation') as bar:
         while done_s < goal_s:
             samples = conversation(index, args.split, args.seed, args.conversation_seconds)
             for sample in samples:
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             done_s += length_s
             count += len(samples)
             index += 1
-            bar.update(round(length_s / 60, 2))
+            bar.update(int(round(length_s)))
     summary = {'split': args.split, 'seed': args.seed, 'conversations': index, 'samples': count,
                'hours': round(done_s / 3600, 3)}
     (args.out / 'corpus.json').write_text(json.dumps(summary, indent=2) + '\n')

@@ -22,9 +22,9 @@ import numpy as np
 
 from dystream_ros.audio import AudioFormat, AudioIssue, Decoder, Resampler, StreamTimeline
 from dystream_ros.audio.vad import VoiceActivity
-from dystream_ros.face.motion import POSE
 
 if TYPE_CHECKING:
+    from dystream_ros.face.neck import NeckCommand
     from dystream_ros.model.streaming import MotionFrame
 
 NS_PER_S = 1_000_000_000
@@ -60,9 +60,9 @@ class Renderer(Protocol):
 
 
 class Neck(Protocol):
-    """Head pose (6,) -> joint positions, within the joints' limits whatever the input."""
+    """Motion frame -> neck joint command, within the joints' limits whatever the input."""
 
-    def step(self, pose: np.ndarray, dt: float) -> np.ndarray: ...  # noqa: D102
+    def step(self, pose: np.ndarray, dt_s: float) -> NeckCommand: ...  # noqa: D102
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class FrameOutput:
     partner_activity: float
     completed_ns: int  # engine clock: arrival of the audio that completed the frame (or its deadline)
     image: np.ndarray | None = None  # None when the render was dropped to keep up
-    neck: np.ndarray | None = None  # joint positions, when a neck is configured
+    neck: NeckCommand | None = None  # joint positions and velocities, when a neck is configured
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -242,7 +242,7 @@ class FaceEngine:
         output = FrameOutput(frame, self._stamp_of(start), motion, state, activity['self'], activity['partner'],
                              completed_ns, stage_ms={'generate': generate_ms})
         if self.neck is not None:
-            output.neck = self.neck.step(motion[POSE], 1.0 / self.config.fps)
+            output.neck = self.neck.step(motion, 1.0 / self.config.fps)
         return output
 
     def _stamp_of(self, sample_index: int) -> int:
