@@ -129,8 +129,9 @@ def resample_motion(tracked: TrackedVideo, fps_out: int = FPS, max_gap_s: float 
     """Resample tracked motion to ``fps_out`` and handle face drop-outs.
 
     Every output frame takes the linear interpolation of the found frames around its time (the nearest found
-    frame before the first or after the last one). A frame lying in a drop-out (a run of frames without a face)
-    that lasts at most ``max_gap_s`` counts as filled and valid; a longer drop-out is invalid.
+    frame before the first or after the last one). An output frame that shows a native frame without a face lies
+    in a drop-out (a run of such frames): if the run lasts at most ``max_gap_s`` it is filled and valid, otherwise
+    it is invalid.
 
     Returns:
         motion (T, 58) float32, valid (T,) bool, filled (T,) bool, with T = floor(duration * fps_out).
@@ -146,18 +147,18 @@ def resample_motion(tracked: TrackedVideo, fps_out: int = FPS, max_gap_s: float 
     t_found = tracked.times_s[tracked.found]
     m_found = tracked.motion[tracked.found].astype(np.float64)
     motion = np.stack([np.interp(t_out, t_found, m_found[:, d]) for d in range(MOTION_DIM)], axis=1)
-    # Each output time falls in [t_i, t_(i+1)) of the native frames; it is observed when both ends had a face
-    # (or it lands on a found frame), otherwise it belongs to the drop-out between the found frames around it.
-    frame_s = 1.0 / tracked.fps
-    nxt = np.searchsorted(t_found, t_out - 1e-9, side='left')  # first found frame at or after t
-    prev_time = np.where(nxt > 0, t_found[np.maximum(nxt - 1, 0)], -np.inf)
-    next_time = np.where(nxt < len(t_found), t_found[np.minimum(nxt, len(t_found) - 1)], np.inf)
-    on_found = np.isclose(next_time, t_out, atol=1e-6)
-    gap_start = np.where(np.isfinite(prev_time), prev_time + frame_s, 0.0)  # first missing frame's time
-    gap_end = np.where(np.isfinite(next_time), next_time, tracked.duration_s)  # end of the last missing frame
-    gap_s = np.where(on_found, 0.0, np.maximum(gap_end - gap_start, 0.0))
-    observed = on_found | (gap_s <= 1e-6)
-    valid = gap_s <= max_gap_s + 1e-9
+    # An output time shows native frame i = floor(t * fps). It is observed when that frame had a face; otherwise
+    # it lies in a drop-out (a run of frames without a face) whose duration decides between filled and invalid.
+    n = len(tracked.found)
+    shown = np.minimum(np.floor(t_out * tracked.fps + 1e-6).astype(int), n - 1)
+    missing = ~tracked.found
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], missing.astype(np.int8), [0]])))
+    run_frames = np.zeros(n)
+    for start, stop in zip(edges[::2], edges[1::2]):
+        run_frames[start:stop] = stop - start
+    gap_s = run_frames[shown] / tracked.fps
+    observed = tracked.found[shown]
+    valid = observed | (gap_s <= max_gap_s + 1e-9)
     filled = valid & ~observed
     return motion.astype(np.float32), valid, filled
 

@@ -29,6 +29,7 @@ from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.face.motion import MOTION_DIM, ROTATION
 
 AXES = ('pitch', 'yaw', 'roll')  # the order of the rotation in a motion frame
+MIN_DT_S = 1e-4  # shorter steps hold the command: a position cannot resolve the motion of a vanishing step
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class NeckMapper:
 
         Args:
             pose: head rotation (pitch, yaw, roll) in radians, or a whole (58,) motion frame.
-            dt_s: time since the previous step, seconds. A non-finite or non-positive value moves nothing.
+            dt_s: time since the previous step, seconds. A non-finite value or one below ``MIN_DT_S`` moves nothing.
 
         Raises:
             StreamError: if ``pose`` has neither 3 nor 58 entries.
@@ -159,7 +160,7 @@ class NeckMapper:
             self._pose = pose  # NaN or inf keeps the last good pose
         if not input_ok:
             self.rejected_inputs += 1
-        if not (math.isfinite(dt_s) and dt_s > 0.0):  # no time passes: hold the command
+        if not (math.isfinite(dt_s) and dt_s >= MIN_DT_S):  # no (measurable) time passes: hold the command
             return NeckCommand(self.names, self._position.copy(), self._velocity.copy(), input_ok)
         dt = min(float(dt_s), self.config.max_dt_s)
         with np.errstate(over='ignore', invalid='ignore'):

@@ -18,6 +18,7 @@ so choose a photo with a neutral expression, closed mouth and open eyes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -26,6 +27,9 @@ from dystream_ros.errors import DataError, StreamError
 from dystream_ros.face import landmarks as lm
 from dystream_ros.face.motion import BLENDSHAPES, MOTION_DIM, ROTATION, TRANSLATION, index_of, rpy_to_matrix
 from dystream_ros.face.photo_rig import CANTHI_M, VIEW_DISTANCE_M, PhotoRig, build_rig
+
+if TYPE_CHECKING:
+    from dystream_ros.face.tracker import FaceTracker
 
 # Head frame (x forward, y left, z up) -> image space (x right, y down, depth away from the viewer).
 HEAD_TO_IMAGE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
@@ -57,8 +61,35 @@ def _crop_portrait(image: np.ndarray, landmarks: np.ndarray, config: PhotoConfig
                        [0.0, scale, config.size / 2 - scale * centre[1]]])
     interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
     crop = cv2.warpAffine(image, affine, (config.size, config.size), flags=interpolation,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=cv2.BORDER_REFLECT_101)
     return crop, affine
+
+
+def _find_face(tracker: FaceTracker, image: np.ndarray) -> np.ndarray | None:
+    """Return the landmarks (478, 3) of the largest face, normalised to ``image``, or None.
+
+    The detector works on a downscaled copy of the whole image, so a face that is small in a large photo is also
+    searched for in overlapping windows (half and quarter of the short side), each upscaled.
+    """
+    found = tracker.track(image)
+    if found is not None:
+        return found.landmarks
+    h, w = image.shape[:2]
+    for fraction in (0.5, 0.25):
+        side = int(min(h, w) * fraction)
+        if side < 48:
+            break
+        best: tuple[float, np.ndarray] | None = None
+        for y in range(0, max(h - side, 0) + 1, side // 2):
+            for x in range(0, max(w - side, 0) + 1, side // 2):
+                window = cv2.resize(image[y:y + side, x:x + side], (384, 384), interpolation=cv2.INTER_CUBIC)
+                face = tracker.track(window)
+                if face is not None and (best is None or face.area > best[0]):
+                    pts = face.landmarks * np.array([side / w, side / h, side / w], np.float32)
+                    best = (face.area, pts + np.array([x / w, y / h, 0.0], np.float32))
+        if best is not None:
+            return best[1]
+    return None
 
 
 class PhotoAvatar:
@@ -81,11 +112,11 @@ class PhotoAvatar:
             msg = f'the portrait must be an (H, W, 3) uint8 RGB image, got {portrait.shape} {portrait.dtype}'
             raise DataError(msg)
         with FaceTracker(video=False, max_faces=2) as tracker:
-            found = tracker.track(portrait)
-            if found is None:
+            landmarks = _find_face(tracker, portrait)
+            if landmarks is None:
                 msg = 'no face found in the portrait'
                 raise DataError(msg)
-            self.base, _ = _crop_portrait(portrait, found.landmarks, self.config)
+            self.base, _ = _crop_portrait(portrait, landmarks, self.config)
             refined = tracker.track(self.base)  # landmarks again, at the render resolution
             if refined is None:
                 msg = 'the face was lost after cropping the portrait'
@@ -277,17 +308,25 @@ class PhotoAvatar:
         roi[:] = (roi * (1.0 - a) + interior * a + 0.5).astype(np.uint8)
 
     def _prepare_lids(self) -> None:
-        """Per eye: upper-lid landmarks, blink basis index and lid skin colour (the skin just under the eye)."""
-        s, ey = self.rig.scale_px, self.rig.ey.astype(np.float64)
+        """Per eye: upper-lid landmarks, blink basis index and lid skin colour.
+
+        The colour is the brighter half of the skin between the brow and the eye (the brow bone and lid, without
+        the crease, lashes and brow hairs, which are darker).
+        """
         self._lids = []
-        for side, upper, lower in (('Left', lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER),
-                                   ('Right', lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER)):
-            under = self._rest[list(lower), :2]
-            polygon = np.concatenate([under + ey * 0.12 * s, under[::-1] + ey * 0.3 * s])  # upper cheek
+        for side, upper, brow in (('Left', lm.LEFT_EYE_UPPER, lm.LEFT_BROW_LOWER),
+                                  ('Right', lm.RIGHT_EYE_UPPER, lm.RIGHT_BROW_LOWER)):
+            lid, brow_pts = self._rest[list(upper), :2], self._rest[list(brow), :2]
+            polygon = np.concatenate([lid, brow_pts[np.argsort(-brow_pts[:, 0] * np.sign(lid[-1, 0] - lid[0, 0]))]])
             mask = np.zeros(self.base.shape[:2], np.uint8)
             cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
-            skin = np.median(self.base[mask > 0], axis=0) if np.any(mask) else np.array([200.0, 160.0, 140.0])
-            self._lids.append((np.asarray(upper), index_of(f'eyeBlink{side}'), 0.97 * skin))
+            pixels = self.base[mask > 0].astype(np.float64)
+            if len(pixels) < 10:
+                skin = np.median(self.base.reshape(-1, 3), axis=0).astype(np.float64)
+            else:
+                luma = pixels @ np.array([0.299, 0.587, 0.114])
+                skin = pixels[luma >= np.median(luma)].mean(axis=0)
+            self._lids.append((np.asarray(upper), index_of(f'eyeBlink{side}'), skin))
 
     def _paint_lids(self, image: np.ndarray, points: np.ndarray, weights: np.ndarray) -> None:
         """Cover the part of the eye that a closing lid hides with lid skin and a lash line.
@@ -298,7 +337,7 @@ class PhotoAvatar:
         s, ey = self.rig.scale_px, self.rig.ey.astype(np.float64)
         for upper, k, skin in self._lids:
             blink = float(weights[k])
-            alpha = float(np.clip((blink - 0.25) / 0.5, 0.0, 1.0))
+            alpha = float(np.clip((blink - 0.25) / 0.5, 0.0, 1.0)) * 0.9  # a little texture shows through
             if alpha <= 0.0:
                 continue
             lash = points[upper, :2]
@@ -321,8 +360,8 @@ class PhotoAvatar:
             thickness = max(1, int(round(0.012 * s)))
             lash_colour = tuple(float(c) * 0.45 for c in skin)
             lash_layer = roi.copy()
-            cv2.polylines(lash_layer, [np.round((lash - origin) * 16).astype(np.int32)], False, lash_colour,
-                          thickness, cv2.LINE_AA, 4)
+            cv2.polylines(lash_layer, [np.round((_smooth_curve(lash, self.rig.ex) - origin) * 16).astype(np.int32)],
+                          False, lash_colour, thickness, cv2.LINE_AA, 4)
             roi[:] = (roi * (1.0 - alpha) + lash_layer * alpha).astype(np.uint8)
 
     def render(self, motion: np.ndarray) -> np.ndarray:
@@ -334,3 +373,13 @@ class PhotoAvatar:
         self._paint_lids(image, points, np.clip(clean[BLENDSHAPES], 0.0, 1.0))
         self._paint_mouth(image, points, clean)
         return image
+
+
+def _smooth_curve(points: np.ndarray, along: np.ndarray, samples: int = 16) -> np.ndarray:
+    """Least-squares parabola through (N, 2) points, in the frame of the unit vector ``along``; (samples, 2)."""
+    across = np.array([-along[1], along[0]])
+    u, v = points @ along, points @ across
+    coeffs = np.polyfit(u - u.mean(), v, 2)
+    uu = np.linspace(u.min(), u.max(), samples)
+    vv = np.polyval(coeffs, uu - u.mean())
+    return np.outer(uu, along) + np.outer(vv, across)

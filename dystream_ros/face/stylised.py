@@ -85,15 +85,18 @@ class StylisedFace:
         return np.round((pts[:, :2] + self._centre + shift) * 16.0).astype(np.int32)
 
     def _eye(self, w: dict[str, float], side: str, sign: float) -> dict[str, np.ndarray]:
-        cx, cy, rx, ry = 0.36 * sign, -0.08, 0.15, 0.17
+        wide = w[f'eyeWide{side}']
+        cx, cy, rx, ry = 0.36 * sign, -0.08, 0.15 * (1.0 + 0.08 * wide), 0.17 * (1.0 + 0.22 * wide)
         blink, squint = w[f'eyeBlink{side}'], w[f'eyeSquint{side}']
-        upper = np.clip(blink + 0.3 * squint - 0.35 * w[f'eyeWide{side}'] + 0.2 * w[f'eyeLookDown{side}'], -0.3, 1.0)
+        upper = np.clip(blink + 0.3 * squint + 0.2 * w[f'eyeLookDown{side}'], 0.0, 1.0)
         lower = np.clip(0.35 * squint + 0.3 * w[f'cheekSquint{side}'] + 0.12 * w[f'mouthSmile{side}'], 0.0, 0.5)
         lower = min(lower, 1.0 - upper)  # lids meet, never cross
         x = cx + rx * _T
         ellipse_half = ry * _BULGE
-        lid_y = cy + ry * (2.0 * upper - 1.0) + (0.15 * upper - 0.4 * (1.0 - upper)) * ry * (1.0 - _T ** 2)
-        low_y = cy + ry * (1.0 - 2.0 * lower) + 0.1 * ry * (1.0 - _T ** 2)
+        # Lid edges follow the eye's outline: open, the upper lid is the top arc; closing, it sweeps down and the
+        # lower lid rises a little to meet it in a gentle curve; the lids meet when upper + lower reaches 1.
+        lid_y = cy - ellipse_half * (1.0 - 1.35 * upper)
+        low_y = cy + ellipse_half * (1.0 - 0.65 * max(upper, 0.0) - 2.0 * lower)
         top = np.maximum(cy - ellipse_half, lid_y)
         bottom = np.maximum(np.minimum(cy + ellipse_half, low_y), top)
         look_x = (w[f'eyeLookOut{side}'] - w[f'eyeLookIn{side}']) * sign
@@ -250,7 +253,7 @@ class StylisedFace:
             if w['tongueOut'] > 0.0:  # out in front of the teeth
                 poly(mouth['tongue'], cfg.tongue_rgb, 0.05)
         else:
-            line(mouth['seam'], cfg.mouth_rgb, 0.02, 0.04)
+            line(mouth['seam'], tuple(int(0.6 * c) for c in cfg.lip_rgb), 0.02, 0.04)  # closed lips
         return img
 
 
