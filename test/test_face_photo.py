@@ -3,7 +3,8 @@
 Closed loop: the public-domain astronaut portrait is rendered with swept jawOpen, eyeBlink (both eyes) and
 headYaw, each render is tracked with the FaceLandmarker (IMAGE mode), and the recovered value must follow the
 command. Tolerances: Pearson correlation >= 0.9 over the sweep, the recovered value rises from the first to the
-last command by at least 0.3 (jawOpen, eyeBlink) or by at least half the commanded range (headYaw, radians),
+last command by at least 0.3 (jawOpen, eyeBlink) or by at least 0.4 of the commanded range (headYaw, radians:
+the avatar damps the depth relief of head turns, see photo.DEPTH_RELIEF),
 and the other two quantities stay near their neutral values (no cross-talk) as stated in each test.
 Run ``python test/test_face_photo.py`` to print the sweeps and correlations.
 """
@@ -87,7 +88,7 @@ def test_eye_blink_follows_the_command(avatar, tracker):
 def test_head_yaw_follows_the_command(avatar, tracker):
     rec = sweep(avatar, tracker, 'headYaw', YAW_SWEEP)
     assert np.corrcoef(YAW_SWEEP, rec[:, 2])[0, 1] >= 0.9
-    assert rec[-1, 2] - rec[0, 2] >= 0.5 * (YAW_SWEEP[-1] - YAW_SWEEP[0])
+    assert rec[-1, 2] - rec[0, 2] >= 0.4 * (YAW_SWEEP[-1] - YAW_SWEEP[0])  # damped turn: measured gain ~0.55
     assert np.all(rec[:, 0] < 0.15) and np.all(rec[:, 1] < 0.3)
 
 

@@ -1,6 +1,9 @@
 """The shipped FaceLandmarker model, its canonical mesh, our landmark groups and the tracker wrapper."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import cv2
 import numpy as np
 import pytest
 from skimage import data
@@ -9,7 +12,7 @@ from dystream_ros.errors import StreamError
 from dystream_ros.face import landmarks as lm
 from dystream_ros.face.assets import canonical_mesh, landmarker_model_path
 from dystream_ros.face.motion import BLENDSHAPES, get_values
-from dystream_ros.face.tracker import FaceTracker
+from dystream_ros.face.tracker import FaceTracker, largest_face
 
 
 def test_shipped_model_is_the_recorded_file():
@@ -91,3 +94,24 @@ def test_tracker_enforces_its_contract():
     tracker.close()
     with pytest.raises(StreamError, match='closed'):
         tracker.track(image, 30)
+
+
+@pytest.mark.parametrize('big_left', [False, True])
+def test_tracker_keeps_the_largest_face(big_left):
+    head = data.astronaut()[20:280, 100:360]  # 260 px around her head
+    small = cv2.resize(head, (180, 180), interpolation=cv2.INTER_AREA)
+    canvas = np.full((300, 560, 3), 200, np.uint8)
+    big_x, small_x = (10, 370) if big_left else (290, 10)
+    canvas[20:280, big_x:big_x + 260] = head
+    canvas[60:240, small_x:small_x + 180] = small
+    with FaceTracker(video=False, max_faces=4) as tracker:
+        face = tracker.track(canvas)
+    assert face.faces == 2
+    assert big_x < face.landmarks_px(560, 300)[lm.NOSE_TIP, 0] < big_x + 260
+
+
+def test_largest_face_is_chosen_by_landmark_extent_not_order():
+    def face(x0, size):
+        return [SimpleNamespace(x=x, y=y) for x in (x0, x0 + size) for y in (0.1, 0.1 + size)]
+
+    assert largest_face([face(0.0, 0.1), face(0.5, 0.3), face(0.2, 0.2)]) == (1, pytest.approx(0.09))

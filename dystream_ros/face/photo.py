@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 HEAD_TO_IMAGE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
 MAX_ROTATION_RAD = np.radians([35.0, 45.0, 35.0])  # pitch, yaw, roll: beyond these a 2D warp falls apart
 MAX_TRANSLATION_M = 0.1
+DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
 _INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
 
 
@@ -167,7 +168,11 @@ class PhotoAvatar:
         rotation = HEAD_TO_IMAGE @ rpy_to_matrix(roll, pitch, yaw) @ HEAD_TO_IMAGE.T
         pivot = self.rig.pivot.astype(np.float64)
         scale = 1.0 + tx / VIEW_DISTANCE_M
-        moved = pivot + scale * (points - pivot) @ rotation.T
+        # Rotate with the depth relief damped: one photo cannot show the side of the head that a turn reveals,
+        # so a full-depth turn stretches the near cheek and folds the far one visibly.
+        relief = (points - pivot) * np.array([1.0, 1.0, DEPTH_RELIEF])
+        moved = pivot + scale * relief @ rotation.T
+        moved[:, 2] = pivot[2] + (moved[:, 2] - pivot[2]) / DEPTH_RELIEF
         moved[:, 0] += ty * self._px_per_m
         moved[:, 1] -= tz * self._px_per_m
         rigidity = self.rig.rigidity[:, None].astype(np.float64)

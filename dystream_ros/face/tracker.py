@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Sequence
 
 import numpy as np
 
@@ -25,10 +26,23 @@ class FaceObservation:
     landmarks: np.ndarray  # (478, 3) float32: x, y in [0, 1] of image width/height, z in units of image width
     matrix: np.ndarray  # (4, 4) MediaPipe facial transformation matrix (cm)
     area: float  # bounding-box area of the landmarks, as a fraction of the image
+    faces: int = 1  # faces detected in the image (this is the largest)
 
     def landmarks_px(self, width: int, height: int) -> np.ndarray:
         """Return (478, 3) landmarks in pixels (z scaled like x: more negative is closer to the camera)."""
         return self.landmarks * np.array([width, height, width], np.float32)
+
+
+def largest_face(faces: Sequence[Sequence[object]]) -> tuple[int, float]:
+    """Return the index and landmark bounding-box area of the largest face in MediaPipe's ``face_landmarks``."""
+    best, best_area = 0, -1.0
+    for i, face in enumerate(faces):
+        xs = [float(p.x) for p in face]  # type: ignore[attr-defined]
+        ys = [float(p.y) for p in face]  # type: ignore[attr-defined]
+        area = (max(xs) - min(xs)) * (max(ys) - min(ys))
+        if area > best_area:
+            best, best_area = i, area
+    return best, best_area
 
 
 class FaceTracker:
@@ -104,13 +118,7 @@ class FaceTracker:
             result = self._landmarker.detect(image)
         if not result.face_landmarks:
             return None
-        best, best_area = 0, -1.0
-        for i, face in enumerate(result.face_landmarks):
-            xs = [p.x for p in face]
-            ys = [p.y for p in face]
-            area = (max(xs) - min(xs)) * (max(ys) - min(ys))
-            if area > best_area:
-                best, best_area = i, area
+        best, best_area = largest_face(result.face_landmarks)
         landmarks = np.array([[p.x, p.y, p.z] for p in result.face_landmarks[best]], np.float32)
         motion = neutral_motion()
         for category in result.face_blendshapes[best]:
@@ -119,7 +127,7 @@ class FaceTracker:
                 motion[index] = category.score
         matrix = np.asarray(result.facial_transformation_matrixes[best], np.float32).reshape(4, 4)
         motion[POSE] = pose_from_mediapipe(matrix)
-        return FaceObservation(motion, landmarks, matrix, float(best_area))
+        return FaceObservation(motion, landmarks, matrix, best_area, len(result.face_landmarks))
 
     def close(self) -> None:
         """Release the landmarker; further :meth:`track` calls raise StreamError."""
