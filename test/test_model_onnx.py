@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,15 @@ from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, save_m
 from dystream_ros.model.onnx_export import OnnxBackend, cache_names
 
 RATE = 16000
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread() -> Iterator[None]:
+    """One torch thread: the CI machine has two cores shared with other jobs, where more threads thrash."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 
 def random_model() -> DyStream:
@@ -31,7 +41,7 @@ def random_model() -> DyStream:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[DyStream, Path]:
     model = random_model()
     folder = tmp_path_factory.mktemp('onnx')
-    StreamingGenerator(model, backend='onnx', onnx_dir=folder)  # exports
+    StreamingGenerator(model, backend='onnx', onnx_dir=folder, num_threads=1)  # exports
     return model, folder
 
 
@@ -46,7 +56,7 @@ def test_onnx_runtime_streaming_equals_torch(exported: tuple[DyStream, Path]) ->
     own, partner = voice(2.0, 1), voice(2.0, 2)
     results = {}
     for backend in ('torch', 'onnx'):
-        gen = StreamingGenerator(model, backend=backend, onnx_dir=folder, seed=4)
+        gen = StreamingGenerator(model, backend=backend, onnx_dir=folder, seed=4, num_threads=1)
         frames = []
         for start in range(0, own.shape[0], 1000):
             gen.push_self(own[start:start + 1000])
@@ -73,7 +83,7 @@ def test_step_graph_takes_and_returns_the_kv_cache(exported: tuple[DyStream, Pat
 def test_onnx_backend_reports_providers_and_reuses_its_export(exported: tuple[DyStream, Path]) -> None:
     model, folder = exported
     stamp = (folder / 'step.onnx').stat().st_mtime_ns
-    gen = StreamingGenerator(model, backend='onnx', onnx_dir=folder)
+    gen = StreamingGenerator(model, backend='onnx', onnx_dir=folder, num_threads=1)
     assert (folder / 'step.onnx').stat().st_mtime_ns == stamp  # up to date: not exported again
     assert 'CPUExecutionProvider' in gen.providers
     assert set(gen.providers) <= set(ort.get_available_providers())

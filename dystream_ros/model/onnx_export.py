@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 EXPORT_VERSION = 1  # bump when the graphs' interface changes; part of the cache key
 PREFERRED_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
 OPSET = 18
+MAX_INLINE_BYTES = 1_800_000_000  # below protobuf's 2 GiB message limit
 logger = logging.getLogger(__name__)
 
 
@@ -122,9 +124,11 @@ def _quiet() -> Iterator[None]:
 
 def _export(module: nn.Module, args: tuple[Any, ...], path: Path, input_names: list[str],
             output_names: list[str]) -> None:
+    # One self-contained file unless the weights exceed protobuf's 2 GB limit (then <name>.onnx.data beside it).
+    weight_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     with _quiet():
         torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          opset_version=OPSET, dynamo=True, external_data=False)
+                          opset_version=OPSET, dynamo=True, external_data=weight_bytes > MAX_INLINE_BYTES)
 
 
 @torch.no_grad()
@@ -136,7 +140,9 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
     steps = steps or cfg.steps
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model = model.to('cpu').eval()
+    if model.motion_mean.device.type != 'cpu':  # export from a CPU copy; leave the caller's model where it is
+        model = copy.deepcopy(model).to('cpu')
+    model.eval()
     window = torch.zeros(1, cfg.encoder_window_samples)
     for name, encoder in (('self', model.audio_encoder), ('partner', model.partner_encoder)):
         _export(EncoderStep(encoder), (window, encoder.init_state(1)), folder / f'encoder_{name}.onnx',
@@ -274,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load_model(args.model) if args.model else load_default_model()
     settings = {k: getattr(args, k) for k in ('steps', 'cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')}
-    onnx_gen = StreamingGenerator(model, backend='onnx', onnx_dir=args.out, **settings)
+    onnx_gen = StreamingGenerator(model, backend='onnx', onnx_dir=args.out, num_threads=1, **settings)
     report: dict[str, Any] = {'out': str(args.out), 'providers': onnx_gen.providers,
                               'branches': list(onnx_gen.guidance.names), 'steps': onnx_gen.config.steps}
     if args.check_frames > 0:

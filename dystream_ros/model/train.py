@@ -182,7 +182,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None) -> TrainRes
     device = torch.device(f'cuda:{local_rank}' if use_cuda and distributed else ('cuda' if use_cuda else
                                                                                   (cfg.device or 'cpu')))
     if use_cuda:
-        torch.cuda.set_device(device)
+        if device.index is not None:
+            torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 is fine for this model (paper fork, pitfall 10)
     try:
         return _train(cfg, model_config, rank, distributed, device)
