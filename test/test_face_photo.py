@@ -121,4 +121,5 @@ if __name__ == '__main__':  # print the closed-loop figures quoted in the report
         for name, values, column in (('jawOpen', SWEEP, 0), ('eyeBlink', SWEEP, 1), ('headYaw', YAW_SWEEP, 2)):
             got = sweep(demo, demo_tracker, name, values)[:, column]
             print(f'{name:>8}: commanded {np.round(values, 2).tolist()}')
-            print(f'{"":>8}  recovered {np.round(got.astype(float), 3).tolist()}  r = {np.corrcoef(values, got)[0, 1]:.3f}')
+            r = np.corrcoef(values, got)[0, 1]
+            print(f'{"":>8}  recovered {np.round(got.astype(float), 3).tolist()}  r = {r:.3f}')

@@ -9,7 +9,7 @@ Built once from the 478 landmarks of a portrait (pixels, with MediaPipe's relati
 * a linear blendshape basis ``basis[k]`` (P, 3): the displacement of every rig point at weight 1 of blendshape k.
   Each blendshape is a rule written in a face frame (unit ``s`` = the distance between the outer eye corners,
   axes along and across the eye line): a few driver landmarks move, neighbours follow with a Gaussian falloff.
-  The jaw is a rotation of the mandible about the ear axis, using the landmarks' depth.
+  The jaw drops each mandible point in proportion to its depth in front of the ear axis, so the chin moves most.
 """
 from __future__ import annotations
 
