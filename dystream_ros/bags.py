@@ -5,8 +5,11 @@ written here replay into real nodes and bags recorded on a robot read here.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
 from dystream_ros.resources import PACKAGE, share_path
@@ -26,3 +29,33 @@ def project_typestore(store: Stores = Stores.ROS2_KILTED) -> Typestore:
         types.update(get_types_from_msg(text, f'{PACKAGE}/msg/{name}'))
     typestore.register(types)
     return typestore
+
+
+def write_conversation_bag(path: Path, self_audio: np.ndarray, partner_audio: np.ndarray, start_ns: int,
+                           chunk_samples: int = 512, storage: StoragePlugin = StoragePlugin.MCAP,
+                           self_topic: str = '/self_audio', partner_topic: str = '/partner_audio') -> int:
+    """Write two 16 kHz voices as a robot would publish them: AudioDataStamped chunks (S16LE mono) stamped with
+    the time of their first sample, plus one AudioInfo per voice. Return the number of messages."""
+    typestore = project_typestore()
+    audio_type, info_type = f'{PACKAGE}/msg/AudioDataStamped', f'{PACKAGE}/msg/AudioInfo'
+    msg_types = typestore.types
+    Header, Time = msg_types['std_msgs/msg/Header'], msg_types['builtin_interfaces/msg/Time']
+    AudioData, AudioDataStamped = msg_types[f'{PACKAGE}/msg/AudioData'], msg_types[audio_type]
+    AudioInfo = msg_types[info_type]
+    count = 0
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        for topic, audio in ((self_topic, self_audio), (partner_topic, partner_audio)):
+            info = writer.add_connection(f'{topic}_info', info_type, typestore=typestore)
+            writer.write(info, start_ns, typestore.serialize_cdr(AudioInfo(1, 16000, 'S16LE', 256000, 'WAVE'),
+                                                                 info_type))
+            connection = writer.add_connection(topic, audio_type, typestore=typestore)
+            pcm = (np.clip(audio, -1, 1) * 32767).astype('<i2')
+            for first in range(0, len(pcm), chunk_samples):
+                stamp_ns = start_ns + first * 1_000_000_000 // 16000
+                chunk = pcm[first:first + chunk_samples]
+                arrival_ns = stamp_ns + len(chunk) * 1_000_000_000 // 16000  # published when captured
+                header = Header(Time(stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000), 'microphone')
+                message = AudioDataStamped(header, AudioData(chunk.view(np.uint8).copy()))
+                writer.write(connection, arrival_ns, typestore.serialize_cdr(message, audio_type))
+                count += 1
+    return count + 2

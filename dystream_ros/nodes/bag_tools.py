@@ -1,0 +1,276 @@
+"""``dystream bag replay|record|render``: rosbag2 files (mcap or sqlite3) in and out of a live ROS graph.
+
+There is no ``ros2 bag`` on a machine with ROS from PyPI wheels, so these do the same with rosbags and rclpy:
+replay publishes the recorded bytes unchanged at the recorded pace (or as fast as the face node keeps up),
+record writes what a set of topics carries, and render turns a recorded conversation into a face video.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dystream_ros.errors import DataError
+
+NS_PER_S = 1_000_000_000
+
+
+def message_class(type_name: str) -> Any:
+    """The rclpy class of a ROS type name such as ``dystream_ros/msg/AudioDataStamped``."""
+    package, kind, name = type_name.split('/')
+    try:
+        return getattr(importlib.import_module(f'{package}.{kind}'), name)
+    except (ImportError, AttributeError):
+        msg = f'message type {type_name} is not installed in this environment'
+        raise DataError(msg) from None
+
+
+def _open_reader(path: Path) -> Any:
+    from rosbags.rosbag2 import Reader
+
+    if not Path(path).exists():
+        msg = f'no bag at {path}'
+        raise DataError(msg)
+    return Reader(path)
+
+
+def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] | None = None,
+           max_ahead_s: float = 0.5, loop: bool = False) -> int:
+    """Publish the bag's messages; return how many were published.
+
+    At ``rate`` times the recorded pace, or with ``fast`` as fast as dystream_node keeps up: the replay runs at
+    most ``max_ahead_s`` of audio time ahead of the newest face/motion frame the node has published.
+    """
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from dystream_ros.msg import FaceMotion
+    from dystream_ros.nodes.conversions import stamp_ns
+
+    rclpy.init()
+    node = rclpy.create_node('dystream_bag_replay')
+    shown = {'first_ns': 0, 'latest_ns': 0, 'seen_at': time.monotonic(), 'frames': 0}
+
+    def on_motion(msg: FaceMotion) -> None:
+        stamp = stamp_ns(msg.header.stamp)
+        shown['first_ns'] = shown['first_ns'] or stamp
+        shown['latest_ns'] = max(shown['latest_ns'], stamp)
+        shown['seen_at'], shown['frames'] = time.monotonic(), shown['frames'] + 1
+
+    node.create_subscription(FaceMotion, 'face/motion', on_motion, QoSProfile(depth=50))
+    published = 0
+    try:
+        with _open_reader(bag) as reader:
+            connections = [c for c in reader.connections if not topics or c.topic in topics]
+            if not connections:
+                msg = f'{bag} has none of the topics {topics}'
+                raise DataError(msg)
+            publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic,
+                                                         QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                          for c in connections}
+            _wait_for_subscribers(node, publishers, timeout_s=5.0)
+            while True:
+                started, first_ns = time.monotonic(), None
+                for connection, bag_ns, raw in reader.messages(connections=connections):
+                    first_ns = bag_ns if first_ns is None else first_ns
+                    if fast:  # stay at most max_ahead_s of audio ahead of the face the node has shown
+                        while (bag_ns - first_ns - (shown['latest_ns'] - shown['first_ns'])) / NS_PER_S > max_ahead_s:
+                            if time.monotonic() - shown['seen_at'] > 10.0:
+                                msg = 'dystream_node published no face/motion for 10 s: is it running?'
+                                raise DataError(msg)
+                            rclpy.spin_once(node, timeout_sec=0.005)
+                    else:
+                        due = started + (bag_ns - first_ns) / NS_PER_S / rate
+                        while (remaining := due - time.monotonic()) > 0:  # spin_once may return early
+                            rclpy.spin_once(node, timeout_sec=min(remaining, 0.01))
+                    publishers[connection.topic].publish(bytes(raw))
+                    published += 1
+                if not loop:
+                    break
+            _drain(node, 0.5)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return published
+
+
+def _wait_for_subscribers(node: Any, publishers: dict[str, Any], timeout_s: float) -> None:
+    import rclpy
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(p.get_subscription_count() for p in publishers.values()):
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+
+def _drain(node: Any, seconds: float) -> None:
+    import rclpy
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+
+def record(bag: Path, topics: list[str], duration_s: float | None = None, storage: str = 'mcap',
+           discovery_s: float = 2.0) -> dict[str, int]:
+    """Record ``topics`` into a new bag until ``duration_s`` passes (or Ctrl-C); return messages per topic."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from dystream_ros.bags import project_typestore
+
+    typestore = project_typestore()
+    rclpy.init()
+    node = rclpy.create_node('dystream_bag_record')
+    counts = dict.fromkeys(topics, 0)
+    try:
+        types = _discover_types(node, topics, discovery_s)
+        plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+        with Writer(bag, version=9, storage_plugin=plugin) as writer:
+            for topic, type_name in types.items():
+                connection = writer.add_connection(topic, type_name, typestore=typestore)
+                qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)  # hears every publisher
+
+                def on_message(raw: bytes, connection: Any = connection, topic: str = topic) -> None:
+                    writer.write(connection, time.time_ns(), raw)
+                    counts[topic] += 1
+
+                node.create_subscription(message_class(type_name), topic, on_message, qos, raw=True)
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    rclpy.spin_once(node, timeout_sec=0.05)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return counts
+
+
+def _discover_types(node: Any, topics: list[str], discovery_s: float) -> dict[str, str]:
+    import rclpy
+
+    deadline = time.monotonic() + discovery_s
+    found: dict[str, str] = {}
+    while time.monotonic() < deadline and len(found) < len(topics):
+        rclpy.spin_once(node, timeout_sec=0.05)
+        found = {name: types[0] for name, types in node.get_topic_names_and_types() if name in topics}
+    missing = sorted(set(topics) - set(found))
+    if missing:
+        msg = f'no publisher found for {", ".join(missing)} within {discovery_s} s'
+        raise DataError(msg)
+    return found
+
+
+def read_conversation(bag: Path, self_topic: str, partner_topic: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two voices of a recorded conversation as 16 kHz mono, placed by their stamps like the node does."""
+    from dystream_ros.audio import AudioFormat, Decoder, Resampler
+    from dystream_ros.bags import project_typestore
+
+    typestore = project_typestore()
+    voices = {}
+    with _open_reader(bag) as reader:
+        infos = {c.topic: c for c in reader.connections}
+        for name, topic in (('self', self_topic), ('partner', partner_topic)):
+            if topic not in infos:
+                voices[name] = np.zeros(0, np.float32)
+                continue
+            info_topic = f'{topic}_info'
+            audio_format = AudioFormat()
+            if info_topic in infos:
+                for connection, _, raw in reader.messages(connections=[infos[info_topic]]):
+                    info = typestore.deserialize_cdr(raw, connection.msgtype)
+                    audio_format = AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format)
+            decoder, resampler = Decoder(audio_format), Resampler(audio_format.sample_rate_hz)
+            pieces: list[tuple[int, np.ndarray]] = []
+            for connection, bag_ns, raw in reader.messages(connections=[infos[topic]]):
+                msg = typestore.deserialize_cdr(raw, connection.msgtype)
+                stamped = hasattr(msg, 'header')
+                data = (msg.audio.data if stamped else msg.data).tobytes()
+                stamp = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec if stamped else bag_ns
+                pieces.append((stamp, resampler.process(decoder.decode(data)[0])))
+            voices[name] = pieces
+    origin = min((p[0][0] for p in voices.values() if len(p)), default=0)
+    out = {}
+    for name, pieces in voices.items():
+        if not len(pieces):
+            out[name] = np.zeros(0, np.float32)
+            continue
+        end = max(int((s - origin) * 16000 // NS_PER_S) + len(a) for s, a in pieces)
+        track = np.zeros(end, np.float32)
+        for stamp, audio in pieces:
+            start = int((stamp - origin) * 16000 // NS_PER_S)
+            track[start:start + len(audio)] = audio
+        out[name] = track
+    return out['self'], out['partner']
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dystream bag``."""
+    sub = parser.add_subparsers(dest='action', required=True)
+    play = sub.add_parser('replay', help='publish a bag into the ROS graph')
+    play.add_argument('bag', type=Path)
+    play.add_argument('--rate', type=float, default=1.0, help='speed relative to the recorded pace')
+    play.add_argument('--fast', action='store_true', help='as fast as dystream_node keeps up')
+    play.add_argument('--topics', nargs='*', help='only these topics')
+    play.add_argument('--loop', action='store_true', help='start over at the end, until Ctrl-C')
+    rec = sub.add_parser('record', help='record topics into a new bag')
+    rec.add_argument('--out', type=Path, required=True)
+    rec.add_argument('topics', nargs='+')
+    rec.add_argument('--duration', type=float, help='seconds to record (default: until Ctrl-C)')
+    rec.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    demo = sub.add_parser('make-demo', help='write a synthetic two-person conversation (held-out voices) as a bag')
+    demo.add_argument('--out', type=Path, required=True)
+    demo.add_argument('--seconds', type=float, default=60.0)
+    demo.add_argument('--seed', type=int, default=7)
+    ren = sub.add_parser('render', help='render a recorded conversation into a face video with its sound')
+    ren.add_argument('bag', type=Path)
+    ren.add_argument('--out', type=Path, required=True)
+    ren.add_argument('--self-topic', default='/self_audio')
+    ren.add_argument('--partner-topic', default='/partner_audio')
+    ren.add_argument('--avatar', type=Path, help='portrait for the photo avatar; the stylised face if absent')
+    ren.add_argument('--model', type=Path, help='weights (.safetensors); the shipped ones if absent')
+    ren.add_argument('--size', type=int, default=512)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen bag action."""
+    if args.action == 'replay':
+        count = replay(args.bag, args.rate, args.fast, args.topics, loop=args.loop)
+        print(f'published {count} messages from {args.bag}')
+    elif args.action == 'make-demo':
+        from dystream_ros.bags import write_conversation_bag
+        from dystream_ros.data.corpus import conversation
+
+        robot, _ = conversation(0, 'heldout', args.seed, args.seconds)
+        count = write_conversation_bag(args.out, robot.self_audio, robot.partner_audio, start_ns=1_700_000_000 * NS_PER_S)
+        print(f'{args.out}: {count} messages, {robot.num_frames / 25:.1f} s of conversation')
+    elif args.action == 'record':
+        counts = record(args.out, args.topics, args.duration, args.storage)
+        print(f'recorded {sum(counts.values())} messages into {args.out}: {counts}')
+    else:
+        from tqdm import tqdm
+
+        from dystream_ros.face.renderers import make_renderer
+        from dystream_ros.model import StreamingGenerator
+        from dystream_ros.video import mix, stream_motion, write_mp4
+
+        self_audio, partner_audio = read_conversation(args.bag, args.self_topic, args.partner_topic)
+        if not len(self_audio) and not len(partner_audio):
+            msg = f'{args.bag} has no audio on {args.self_topic} or {args.partner_topic}'
+            raise DataError(msg)
+        n = max(len(self_audio), len(partner_audio))
+        self_audio, partner_audio = np.pad(self_audio, (0, n - len(self_audio))), np.pad(
+            partner_audio, (0, n - len(partner_audio)))
+        renderer = make_renderer('photo' if args.avatar else 'stylised', args.size, args.avatar)
+        motion = stream_motion(StreamingGenerator(args.model), self_audio, partner_audio)
+        frames = (renderer.render(m) for m in tqdm(motion, total=-(-n // 640), unit='frame', desc='render'))
+        count = write_mp4(frames, args.out, mix(self_audio, partner_audio))
+        print(f'{args.out}: {count} frames, {count / 25:.1f} s')
+    return 0

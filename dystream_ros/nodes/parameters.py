@@ -1,0 +1,152 @@
+"""dystream_node's parameters: declared once with descriptions and ranges, read once into plain settings.
+
+``ros2 param describe /dystream_node <name>`` shows each description. Values are checked when the node is
+configured (and when set at run time): a bad value is refused with a message naming the parameter and what it
+accepts, never silently replaced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from dystream_ros.audio import AudioFormat
+from dystream_ros.errors import ConfigError
+from dystream_ros.face.neck import NeckConfig
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    'backend': ('torch', 'onnx'),
+    'device': ('cpu', 'cuda'),
+    'renderer': ('stylised', 'photo', 'none'),
+    'neck_output': ('joint_trajectory', 'joint_state', 'none'),
+    'audio_reliability': ('best_effort', 'reliable'),
+    'self_audio_type': ('AudioDataStamped', 'AudioData'),
+    'partner_audio_type': ('AudioDataStamped', 'AudioData'),
+    'self_sample_format': ('S16LE', 'S32LE', 'F32LE'),
+    'partner_sample_format': ('S16LE', 'S32LE', 'F32LE'),
+}
+
+# name -> (default, description, range (min, max) for numbers or None)
+_PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
+    'model_path': ('', 'DyStream weights (.safetensors); empty for the weights shipped with the package', None),
+    'backend': ('torch', 'inference backend: torch or onnx (ONNX Runtime, CUDA/TensorRT when available)', None),
+    'device': ('cpu', 'torch device for the torch backend: cpu or cuda', None),
+    'num_threads': (1, 'CPU threads for inference; 1 is fastest for the tiny model and leaves the other cores to '
+                    'ROS and the renderer (more threads than free cores slow torch down a hundredfold)', (1, 64)),
+    'steps': (5, 'Euler steps of the flow-matching sampler (more: smoother, slower)', (1, 20)),
+    'cfg_audio': (0.5, 'guidance weight of the robot\'s own voice (lip sync strength)', (0.0, 5.0)),
+    'cfg_partner': (0.5, 'guidance weight of the partner\'s voice (listening reactions)', (0.0, 5.0)),
+    'cfg_anchor': (0.0, 'guidance weight of the anchor (neutral) motion', (0.0, 5.0)),
+    'cfg_all': (1.0, 'guidance weight of all conditions together', (0.0, 5.0)),
+    'lookahead_ms': (-1, 'future audio the model waits for; -1 for the model\'s own (it is fixed by training)',
+                     (-1, 200)),
+    'seed': (0, 'seed of the sampler noise: the same seed and audio give the same face', (0, 2**31 - 1)),
+    'renderer': ('stylised', 'face image: stylised (robot face), photo (warps avatar_image) or none', None),
+    'avatar_image': ('', 'portrait for the photo renderer; empty for the public-domain astronaut portrait', None),
+    'image_size': (512, 'face image width and height in pixels', (64, 2048)),
+    'frame_id': ('face', 'frame_id of the face image, face motion and head pose', None),
+    'audio_reliability': ('best_effort', 'QoS reliability of the audio subscriptions (best_effort also receives '
+                          'from reliable publishers; reliable receives nothing from best-effort ones)', None),
+    'self_audio_type': ('AudioDataStamped', 'message type on self_audio: AudioDataStamped or plain AudioData',
+                        None),
+    'partner_audio_type': ('AudioDataStamped', 'message type on partner_audio: AudioDataStamped or AudioData',
+                           None),
+    'self_sample_rate': (16000, 'sample rate of self_audio in Hz, until an AudioInfo says otherwise', (8000, 48000)),
+    'self_channels': (1, 'interleaved channels of self_audio (downmixed to mono)', (1, 8)),
+    'self_sample_format': ('S16LE', 'encoding of self_audio: S16LE, S32LE or F32LE', None),
+    'partner_sample_rate': (16000, 'sample rate of partner_audio in Hz, until an AudioInfo says otherwise',
+                            (8000, 48000)),
+    'partner_channels': (1, 'interleaved channels of partner_audio (downmixed to mono)', (1, 8)),
+    'partner_sample_format': ('S16LE', 'encoding of partner_audio: S16LE, S32LE or F32LE', None),
+    'max_wait_ms': (40.0, 'how long past its lookahead a frame waits for late audio before using silence',
+                    (0.0, 1000.0)),
+    'inactive_after_s': (0.5, 'a voice that published nothing this long is not waited for', (0.05, 10.0)),
+    'neck_output': ('joint_trajectory', 'neck command type on neck/command: joint_trajectory '
+                    '(trajectory_msgs/JointTrajectory for a joint_trajectory_controller), joint_state, or none', None),
+    'neck_joint_names': (['head_1_joint', 'head_2_joint'], 'neck joint names (PAL robots by default)', None),
+    'neck_axes': (['yaw', 'pitch'], 'head rotation axis each joint follows: pitch, yaw or roll', None),
+    'neck_gains': ([1.0, -1.0], 'joint angle per radian of head rotation (negative flips it)', None),
+    'neck_offsets_rad': ([0.0, 0.0], 'joint angle with the head at rest', None),
+    'neck_min_rad': ([-1.2, -0.9], 'lower position limit of each joint', None),
+    'neck_max_rad': ([1.2, 0.7], 'upper position limit of each joint', None),
+    'neck_max_velocity_rad_s': ([1.5, 1.5], 'velocity limit of each joint', None),
+    'neck_max_acceleration_rad_s2': ([6.0, 6.0], 'acceleration limit of each joint', None),
+    'neck_smoothing_s': (0.12, 'time constant of the low-pass on the neck targets', (0.0, 2.0)),
+    'autostart': (True, 'configure and activate on start (set false to drive the lifecycle yourself)', None),
+}
+READ_ONLY = {'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size', 'self_audio_type',
+             'partner_audio_type', 'audio_reliability', 'neck_output', 'neck_joint_names', 'autostart'}
+
+
+def _descriptor(name: str, default: Any, description: str, limits: tuple[float, float] | None) -> ParameterDescriptor:
+    if name in CHOICES:
+        description = f'{description} [{"|".join(CHOICES[name])}]'
+    descriptor = ParameterDescriptor(description=description, read_only=name in READ_ONLY)
+    if limits is not None and isinstance(default, int):
+        descriptor.integer_range = [IntegerRange(from_value=int(limits[0]), to_value=int(limits[1]), step=1)]
+    elif limits is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(limits[0]), to_value=float(limits[1]))]
+    if isinstance(default, list):
+        descriptor.type = (ParameterType.PARAMETER_STRING_ARRAY if isinstance(default[0], str)
+                           else ParameterType.PARAMETER_DOUBLE_ARRAY)
+    return descriptor
+
+
+def declare(node: Node) -> None:
+    """Declare every parameter of dystream_node on ``node``."""
+    for name, (default, description, limits) in _PARAMETERS.items():
+        node.declare_parameter(name, default, _descriptor(name, default, description, limits))
+
+
+def check_choice(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``name``, or None if it is."""
+    if name in CHOICES and value not in CHOICES[name]:
+        return f'{name} must be one of {", ".join(CHOICES[name])}, got {value!r}'
+    if name in ('model_path', 'avatar_image') and value and not Path(value).is_file():
+        return f'{name}: no such file: {value}'
+    return None
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The parameters, read and checked once at configure time."""
+
+    values: dict[str, Any]
+    formats: dict[str, AudioFormat]
+    neck: NeckConfig | None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def read(node: Node) -> NodeSettings:
+    """Read and check every parameter; raise ConfigError with one line per bad value."""
+    values = {name: node.get_parameter(name).value for name in _PARAMETERS}
+    problems = [p for p in (check_choice(n, v) for n, v in values.items()) if p]
+    formats = {}
+    for stream in ('self', 'partner'):
+        try:
+            formats[stream] = AudioFormat(values[f'{stream}_sample_rate'], values[f'{stream}_channels'],
+                                          values[f'{stream}_sample_format'])
+        except ConfigError as exc:
+            problems.append(f'{stream} audio: {exc}')
+    neck = None
+    if values['neck_output'] != 'none':
+        try:
+            neck = NeckConfig.from_lists(
+                values['neck_joint_names'], values['neck_axes'], values['neck_gains'], values['neck_offsets_rad'],
+                values['neck_min_rad'], values['neck_max_rad'], values['neck_max_velocity_rad_s'],
+                values['neck_max_acceleration_rad_s2'], values['neck_smoothing_s'])
+        except ConfigError as exc:
+            problems.append(f'neck: {exc}')
+    if problems:
+        raise ConfigError('; '.join(problems))
+    return NodeSettings(values, formats, neck)

@@ -1,0 +1,125 @@
+"""``dystream render``: a face video (mp4 with sound) from the voices of a conversation, and the mp4 writer.
+
+The model runs in streaming mode exactly as in the node (frames as the audio arrives), the renderer draws each
+frame, and ffmpeg (shipped inside the imageio-ffmpeg wheel) encodes H.264 video with the two voices mixed as AAC.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+from dystream_ros.errors import DataError
+
+
+def write_mp4(frames: Iterable[np.ndarray], path: Path, audio: np.ndarray | None = None, fps: int = FPS) -> int:
+    """Encode RGB frames (H, W, 3) uint8 to ``path`` with optional 16 kHz mono audio; return the frame count."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iterator = iter(frames)
+    first = next(iterator, None)
+    if first is None:
+        msg = f'no frames to write to {path}'
+        raise DataError(msg)
+    with tempfile.TemporaryDirectory(prefix='dystream_mp4_') as tmp:
+        audio_path = None
+        if audio is not None:
+            audio_path = str(Path(tmp) / 'audio.wav')
+            soundfile.write(audio_path, np.clip(audio, -1, 1), SAMPLE_RATE_HZ, subtype='PCM_16')
+        height, width = first.shape[:2]
+        writer = imageio_ffmpeg.write_frames(
+            str(path), (width, height), fps=fps, codec='libx264', pix_fmt_in='rgb24', pix_fmt_out='yuv420p',
+            quality=7, macro_block_size=1, audio_path=audio_path, audio_codec='aac' if audio_path else None,
+            output_params=['-shortest'] if audio_path else None, ffmpeg_log_level='error')
+        writer.send(None)  # start ffmpeg
+        count = 0
+        for frame in _chain(first, iterator):
+            writer.send(np.ascontiguousarray(frame, np.uint8))
+            count += 1
+        writer.close()
+    return count
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def mix(self_audio: np.ndarray, partner_audio: np.ndarray) -> np.ndarray:
+    """Both voices in one track, as someone in the room hears them, peak-normalised to -1 dBFS."""
+    n = max(len(self_audio), len(partner_audio))
+    mixed = np.zeros(n, np.float32)
+    mixed[:len(self_audio)] += self_audio
+    mixed[:len(partner_audio)] += partner_audio
+    peak = float(np.abs(mixed).max()) if n else 0.0
+    return mixed * (0.89 / peak) if peak > 0 else mixed
+
+
+def stream_motion(generator: object, self_audio: np.ndarray, partner_audio: np.ndarray,
+                  chunk_samples: int = SAMPLES_PER_FRAME) -> Iterator[np.ndarray]:
+    """Motion frames (motion_dim,) generated in streaming mode, as the audio is pushed chunk by chunk; the end of
+    the clip is padded with the model's lookahead of silence so that every frame of the clip is produced."""
+    lookahead = generator.lookahead_samples
+    n = max(len(self_audio), len(partner_audio))
+    n += (-n) % SAMPLES_PER_FRAME
+    padded = [np.pad(a, (0, n + lookahead - len(a))).astype(np.float32) for a in (self_audio, partner_audio)]
+    frames_wanted = n // SAMPLES_PER_FRAME
+    produced = 0
+    for start in range(0, n + lookahead, chunk_samples):
+        generator.push_self(padded[0][start:start + chunk_samples])
+        generator.push_partner(padded[1][start:start + chunk_samples])
+        for frame in generator.pull():
+            if produced < frames_wanted:
+                produced += 1
+                yield frame.motion
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dystream render``."""
+    parser.add_argument('--self', dest='self_wav', type=Path, required=True, help="the face's own voice (wav)")
+    parser.add_argument('--partner', type=Path, help="the partner's voice (wav); silence if absent")
+    parser.add_argument('--out', type=Path, required=True, help='the mp4 to write')
+    parser.add_argument('--avatar', type=Path, help='portrait for the photo avatar; the stylised face if absent')
+    parser.add_argument('--model', type=Path, help='weights (.safetensors); the shipped ones if absent')
+    parser.add_argument('--backend', choices=['torch', 'onnx'], default='torch')
+    parser.add_argument('--size', type=int, default=512, help='image size in pixels')
+    parser.add_argument('--seed', type=int, default=0)
+
+
+def _load_any_wav(path: Path) -> np.ndarray:
+    """A wav of any rate and channel count, as 16 kHz mono (``read_audio`` insists on the training format)."""
+    from dystream_ros.data.tts import to_16k
+
+    try:
+        audio, rate = soundfile.read(path, dtype='float32', always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        msg = f'cannot read audio file {path}: {exc}'
+        raise DataError(msg) from None
+    return to_16k(audio.mean(axis=1), rate)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Render the video with a progress bar."""
+    from tqdm import tqdm
+
+    from dystream_ros.face.renderers import make_renderer
+    from dystream_ros.model import StreamingGenerator
+
+    self_audio = _load_any_wav(args.self_wav)
+    partner_audio = _load_any_wav(args.partner) if args.partner else np.zeros_like(self_audio)
+    generator = StreamingGenerator(args.model, backend=args.backend, seed=args.seed)
+    renderer = make_renderer('photo' if args.avatar else 'stylised', args.size, args.avatar)
+    total = (max(len(self_audio), len(partner_audio)) + SAMPLES_PER_FRAME - 1) // SAMPLES_PER_FRAME
+    motion = stream_motion(generator, self_audio, partner_audio)
+    frames = (renderer.render(m) for m in tqdm(motion, total=total, unit='frame', desc='render'))
+    count = write_mp4(frames, args.out, mix(self_audio, partner_audio))
+    print(f'{args.out}: {count} frames, {count / FPS:.1f} s')
+    return 0
+
