@@ -1,0 +1,30 @@
+"""A robot with a microphone and a TTS topic: the microphone is the partner's voice, the TTS the robot's own.
+
+`ros2 launch dystream_ros robot.launch.py tts_audio:=/tts/audio microphone:=ReSpeaker`
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'params_file', default_value=PathJoinSubstitution([FindPackageShare('dystream_ros'), 'config',
+                                                               'default.yaml']),
+            description='dystream_node parameters'),
+        DeclareLaunchArgument('tts_audio', default_value='/tts/audio',
+                              description="topic of the robot's TTS output (AudioDataStamped)"),
+        DeclareLaunchArgument('microphone', default_value='',
+                              description='input device index or part of its name; empty for the default'),
+        Node(
+            package='dystream_ros', executable='audio_capture_node', name='microphone', output='screen',
+            parameters=[{'device': LaunchConfiguration('microphone'), 'sample_rate': 16000, 'channels': 1}],
+            remappings=[('audio', 'partner_audio'), ('audio_info', 'partner_audio_info')]),
+        Node(
+            package='dystream_ros', executable='dystream_node', name='dystream_node', output='screen',
+            parameters=[LaunchConfiguration('params_file')],
+            remappings=[('self_audio', LaunchConfiguration('tts_audio'))]),
+    ])
