@@ -1,0 +1,193 @@
+"""dystream_node end to end in a real ROS graph: the node in its own process, the shipped demo bag replayed
+into it by a second process, and its outputs received here, in a third. The node runs the shipped model."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import QuaternionStamped
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from trajectory_msgs.msg import JointTrajectory
+
+from dystream_ros.audio.vad import voice_activity
+from dystream_ros.data.metrics import activity_with_hangover
+from dystream_ros.msg import FaceMotion
+from dystream_ros.nodes.bag_tools import read_conversation
+from dystream_ros.nodes.conversions import stamp_ns
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_BAG = ROOT / 'dystream_ros' / 'assets' / 'demo_conversation'
+BAG_START_NS = 1_700_000_000 * 1_000_000_000  # the demo bag's first audio stamp
+MS = 1_000_000
+NECK_LIMITS = {'head_1_joint': (-1.2, 1.2), 'head_2_joint': (-0.9, 0.7)}  # config defaults
+
+
+class Outputs:
+    """Everything the node publishes, with the time each message arrived here."""
+
+    def __init__(self, context: Context) -> None:
+        self.node = rclpy.create_node('dystream_test_listener', context=context)
+        self.motion: list[tuple[float, FaceMotion]] = []
+        self.image_stamps: list[int] = []
+        self.pose_stamps: list[int] = []
+        self.neck: list[JointTrajectory] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        reliable = QoSProfile(depth=200)
+        self.node.create_subscription(FaceMotion, 'face/motion',
+                                      lambda m: self.motion.append((time.monotonic(), m)), reliable)
+        self.node.create_subscription(Image, 'face/image', lambda m: self.image_stamps.append(stamp_ns(m.header.stamp)),
+                                      qos_profile_sensor_data)
+        self.node.create_subscription(QuaternionStamped, 'head/pose',
+                                      lambda m: self.pose_stamps.append(stamp_ns(m.header.stamp)), reliable)
+        self.node.create_subscription(JointTrajectory, 'neck/command', self.neck.append, reliable)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, reliable)
+
+
+def _python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, '-m', module, *args]
+
+
+@pytest.fixture(scope='module')
+def replayed() -> dict:
+    """Run the node, replay the demo bag at its recorded pace, collect everything, stop the node with SIGINT."""
+    context = Context()
+    rclpy.init(context=context)
+    outputs = Outputs(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(outputs.node)
+    logs = {}
+    node = subprocess.Popen(_python_module('dystream_ros.nodes.dystream_node', '--ros-args', '-p', 'image_size:=256'),
+                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not outputs.motion and time.monotonic() < deadline:  # idle frames flow once the node is active
+            executor.spin_once(timeout_sec=0.1)
+        assert outputs.motion, 'dystream_node never published face/motion'
+        first_idle = len(outputs.motion)
+        replay = subprocess.Popen(_python_module('dystream_ros.cli', 'bag', 'replay', str(DEMO_BAG)), cwd=ROOT,
+                                  env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while replay.poll() is None:
+            executor.spin_once(timeout_sec=0.05)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        logs['replay'] = replay.communicate()[0]
+        assert replay.returncode == 0, logs['replay']
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            logs['node'] = node.communicate(timeout=20)[0]
+        except subprocess.TimeoutExpired:
+            node.kill()
+            logs['node'] = node.communicate()[0]
+        executor.shutdown()
+        outputs.node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    self_audio, partner_audio = read_conversation(DEMO_BAG, '/self_audio', '/partner_audio')
+    return {'outputs': outputs, 'first_idle': first_idle, 'node_rc': node.returncode, 'logs': logs,
+            'self_audio': self_audio, 'partner_audio': partner_audio}
+
+
+def _conversation_frames(replayed: dict) -> list[FaceMotion]:
+    """The frames whose audio time lies inside the replayed conversation."""
+    end_ns = BAG_START_NS + len(replayed['self_audio']) * 1_000_000_000 // 16000
+    return [m for _, m in replayed['outputs'].motion if BAG_START_NS - 40 * MS <= stamp_ns(m.header.stamp) < end_ns]
+
+
+def test_frames_come_at_25_hz_and_none_is_lost_at_real_time_pace(replayed: dict) -> None:
+    received = replayed['outputs'].motion
+    indices = [m.frame_index for _, m in received]
+    assert indices == list(range(indices[0], indices[0] + len(indices))), 'frame indices jump: frames were lost'
+    conversation = _conversation_frames(replayed)
+    seconds = len(replayed['self_audio']) / 16000
+    assert abs(len(conversation) - seconds * 25) <= 2
+    # the publication rate over the replay, measured on arrival here
+    times = np.array([t for t, m in received[replayed['first_idle']:]])
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 25 * 0.95 <= rate <= 25 * 1.05, rate
+    assert 'frames_dropped' not in replayed['logs']['node']
+
+
+def test_every_output_carries_the_audio_time_of_its_frame(replayed: dict) -> None:
+    stamps = np.array([stamp_ns(m.header.stamp) for m in _conversation_frames(replayed)])
+    assert (np.diff(stamps) == 40 * MS).all()
+    # the node's frame grid starts within one 32 ms message of the bag's first sample
+    assert abs((stamps[0] - BAG_START_NS) % (40 * MS)) <= 40 * MS and abs(stamps[0] - BAG_START_NS) < 80 * MS
+    outputs = replayed['outputs']
+    motion_stamps = {stamp_ns(m.header.stamp) for _, m in outputs.motion}
+    last = max(motion_stamps)  # messages of the very last frame may still be on their way
+    assert {s for s in outputs.pose_stamps if s <= last} <= motion_stamps
+    assert {s for s in outputs.image_stamps if s <= last} <= motion_stamps
+    assert len(outputs.image_stamps) > 0.9 * len(outputs.motion)
+    latencies_ms = [m.latency.sec * 1e3 + m.latency.nanosec / 1e6 for m in _conversation_frames(replayed)]
+    assert 0 <= np.median(latencies_ms) < 100
+
+
+def _frame_activity(audio: np.ndarray, frames: list[FaceMotion]) -> np.ndarray:
+    active = activity_with_hangover(voice_activity(audio) > 0, 0)
+    index = [(stamp_ns(m.header.stamp) - BAG_START_NS) // (40 * MS) for m in frames]
+    return np.array([bool(active[i]) if 0 <= i < len(active) else False for i in index])
+
+
+def test_the_mouth_moves_while_the_robot_speaks_and_closes_when_it_is_silent(replayed: dict) -> None:
+    frames = _conversation_frames(replayed)
+    jaw_index = list(frames[0].blendshape_names).index('jawOpen')
+    jaw = np.array([m.blendshape_weights[jaw_index] for m in frames])
+    speaking = _frame_activity(replayed['self_audio'], frames)
+    silent = ~activity_with_hangover(speaking, 8) & ~activity_with_hangover(speaking[::-1], 8)[::-1]
+    assert jaw[speaking].mean() > 0.15
+    assert np.std(jaw[speaking]) > 0.05  # it moves with the syllables, not just open
+    assert np.mean(jaw[silent] < 0.1) > 0.8
+    assert np.mean([m.activity in (FaceMotion.ACTIVITY_SPEAKING, FaceMotion.ACTIVITY_OVERLAP)
+                    for m, s in zip(frames, speaking) if s]) > 0.8
+
+
+def test_the_head_moves_more_while_listening_than_in_silence(replayed: dict) -> None:
+    frames = _conversation_frames(replayed)
+    pitch = np.array([2 * np.arcsin(np.clip(m.head_rotation.y, -1, 1)) for m in frames])  # small roll and yaw
+    energy = np.abs(np.diff(pitch, prepend=pitch[0]))
+    own = activity_with_hangover(_frame_activity(replayed['self_audio'], frames))
+    heard = activity_with_hangover(_frame_activity(replayed['partner_audio'], frames))
+    listening, nobody = heard & ~own, ~heard & ~own
+    assert listening.sum() > 50 and nobody.sum() > 10
+    assert energy[listening].mean() > 1.2 * energy[nobody].mean()
+    assert any(m.activity == FaceMotion.ACTIVITY_LISTENING for m in frames)
+
+
+def test_neck_commands_stay_within_the_joint_limits(replayed: dict) -> None:
+    commands = replayed['outputs'].neck
+    assert len(commands) > 0.9 * len(replayed['outputs'].motion)
+    for command in commands:
+        assert list(command.joint_names) == list(NECK_LIMITS)
+        for name, position in zip(command.joint_names, command.points[0].positions):
+            low, high = NECK_LIMITS[name]
+            assert low <= position <= high
+        assert all(abs(v) <= 1.5 + 1e-9 for v in command.points[0].velocities)
+
+
+def test_diagnostics_report_rates_latency_and_backend(replayed: dict) -> None:
+    diagnostics = replayed['outputs'].diagnostics
+    assert len(diagnostics) >= 30  # one a second
+    values = {kv.key: kv.value for kv in diagnostics[-3].status[0].values}
+    assert values['backend'] == 'StreamingGenerator' and 'torch' in values['providers']
+    assert float(values['latency_p99_ms']) >= float(values['latency_p50_ms']) > 0
+    assert int(values['frames_dropped']) == 0
+    busiest = max(int(kv.value) for d in diagnostics for kv in d.status[0].values
+                  if kv.key == 'self_audio_messages_per_s')
+    assert 25 <= busiest <= 40  # 512-sample messages: 31.25 per second
+
+
+def test_the_node_shuts_down_cleanly_on_sigint(replayed: dict) -> None:
+    assert replayed['node_rc'] == 0, replayed['logs']['node'][-2000:]
+    assert 'Traceback' not in replayed['logs']['node']
