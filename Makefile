@@ -1,6 +1,8 @@
 # dystream_ros on a machine without a system ROS: everything runs from .venv (see README.md).
-# Every rclpy process started from here keeps its DDS traffic on loopback.
+# Every rclpy process started from here keeps its DDS traffic on loopback, and moves face images through a
+# shared-memory segment big enough for them (config/fastdds_shm.xml).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_shm.xml
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -16,9 +18,9 @@ setup:
 test: setup
 	$(PYTHON) -m pytest test $(PYTEST_ARGS)
 
-## demo: the main job, once the node and the shipped model exist (see README.md for what exists today)
+## demo: run dystream_node on the shipped demo conversation; writes out/demo.mp4 and out/demo_latency.json
 demo: setup
-	@echo "make demo: the node and the demo bag are not built yet (README.md, 'Status')." >&2; exit 1
+	$(VENV)/bin/dystream demo --out out
 
 ## constraints: re-pin requirements/constraints.txt from what is installed in .venv
 constraints:
