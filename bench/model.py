@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from dystream_ros.model import DyStream, Guidance, ModelConfig, StreamingGenerator
+from dystream_ros.model.dystream import frame_position
 from dystream_ros.model.sampler import BRANCHES, euler_sample, sigma_schedule
+from dystream_ros.model.transformer import rope_at
 
 TARGETS = {'tiny_onnx_ms_per_frame_max': 5.0, 'official_speedup_vs_recompute_min': 20.0}
 SAMPLES_PER_FRAME = 640
@@ -143,7 +145,7 @@ def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
                                                         feat_partner[:, None].expand(branches, 1, -1),
                                                         model.normalize(anchor).expand(branches, -1), masks)
         cond, cache = model.transformer.step(model.normalize(prev)[:, None].expand(branches, 1, -1), audio,
-                                             anchor_emb, cache)
+                                             anchor_emb, cache, rope_at(frame_position(cfg, i), cfg))
         t2 = time.perf_counter()
         x0 = euler_sample(model.head, cond[:, 0], torch.randn(1, cfg.motion_dim), coefficients, sigmas, time_mods)
         prev = model.denormalize(x0)

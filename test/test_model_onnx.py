@@ -73,11 +73,12 @@ def test_step_graph_takes_and_returns_the_kv_cache(exported: tuple[DyStream, Pat
     session = ort.InferenceSession(str(folder / 'step.onnx'), providers=['CPUExecutionProvider'])
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    assert inputs == ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', *cache_names(model.config)]
+    assert inputs == ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', 'rope_cos', 'rope_sin',
+                      *cache_names(model.config)]
     assert outputs == ['motion', *cache_names(model.config, '_out')]
     branches = 4  # default guidance 0.5/0.5/0/1 skips the anchor-only branch
     expected = [branches, model.config.n_head, model.config.context_frames - 1, model.config.head_size]
-    assert session.get_inputs()[5].shape == expected
+    assert session.get_inputs()[7].shape == expected
 
 
 def test_onnx_backend_reports_providers_and_reuses_its_export(exported: tuple[DyStream, Path]) -> None:

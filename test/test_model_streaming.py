@@ -11,6 +11,7 @@ from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.model import DyStream, Guidance, ModelConfig, StreamingGenerator
 from dystream_ros.model.audio_encoder import AudioEncoder, num_final_frames
 from dystream_ros.model.sampler import BRANCHES, sigma_schedule
+from dystream_ros.model.transformer import rope_at
 
 RATE, FRAME = 16000, 640
 
@@ -156,7 +157,8 @@ def test_kv_cache_step_equals_full_sequence_with_banded_mask() -> None:
         _, cache = transformer(motion[:, :start], audio[:, :start], anchor_emb)
         stepped = []
         for t in range(start, tokens):
-            out, cache = transformer.step(motion[:, t:t + 1], audio[:, t:t + 1], anchor_emb, cache)
+            out, cache = transformer.step(motion[:, t:t + 1], audio[:, t:t + 1], anchor_emb, cache,
+                                          rope_at(t, config))
             stepped.append(out)
         assert cache[0][0].shape == (branches, config.n_head, config.context_frames - 1, config.head_size)
     torch.testing.assert_close(torch.cat(stepped, 1), full[:, start:], atol=1e-5, rtol=0)
@@ -166,6 +168,19 @@ def test_kv_cache_step_equals_full_sequence_with_banded_mask() -> None:
         wide.load_state_dict(model.state_dict())
         wide_out, _ = wide.transformer(motion, audio, anchor_emb)
     assert (wide_out[:, -1] - full[:, -1]).abs().max() > 1e-3
+
+
+def test_positions_far_into_an_endless_stream_are_as_exact_as_at_its_start() -> None:
+    model = random_model()
+    transformer, config = model.transformer, model.config
+    torch.manual_seed(4)
+    motion = torch.randn(2, 30, config.motion_dim)
+    audio = torch.randn(2, 30, config.n_embd)
+    anchor = torch.randn(2, 1, config.n_embd)
+    with torch.no_grad():
+        start, _ = transformer(motion, audio, anchor, first_position=0)
+        late, _ = transformer(motion, audio, anchor, first_position=25 * 3600 * 24 * 30)  # a month at 25 fps
+    torch.testing.assert_close(late, start, atol=1e-5, rtol=0)
 
 
 def test_skipping_zero_weight_branches_is_exact() -> None:

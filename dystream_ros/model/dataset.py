@@ -4,7 +4,8 @@ A window of frames ``s .. s + N`` trains tokens ``s .. s + N - 1`` to predict fr
 DS:51-154, MAIN:171-219). Each token's audio feature is that of the frame it predicts, so the audio span is
 :func:`~dystream_ros.model.audio_encoder.encoder_audio_span` of frames ``s + 1 .. s + N``: the encoder's left
 context and the lookahead included, silence outside the clip, exactly what the streaming encoder would see.
-Windows that contain a frame where the tracker lost the face (``valid`` False) are never drawn.
+Windows that contain a frame where the tracker lost the face (``valid`` False, or any non-finite value) are never
+drawn.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ class WindowDataset:
                 msg = f'sample {sample.sample_id} names its motion dimensions differently from {self.samples[0].sample_id}'
                 raise DataError(msg)
         self.motion_names = names
+        for sample in self.samples:  # a frame with a NaN or infinite value counts as lost, like valid=False
+            sample.valid = sample.valid & np.all(np.isfinite(sample.motion), axis=1)
         # (sample index, first frame) of every window made only of valid frames.
         starts = []
         for i, sample in enumerate(self.samples):

@@ -21,12 +21,17 @@ from dystream_ros.model.audio_encoder import AudioEncoder, num_final_frames
 from dystream_ros.model.config import ModelConfig
 from dystream_ros.model.flow_head import FlowHead, Modulation
 from dystream_ros.model.sampler import Guidance, euler_sample, sigma_schedule
-from dystream_ros.model.transformer import KVCache, MotionTransformer
+from dystream_ros.model.transformer import KVCache, MotionTransformer, rope_at
 
 MIN_MOTION_STD = 1e-3  # floor of the per-dimension std, in raw units (as face.motion.MotionStats)
 CORRUPTION_THRESHOLD = 0.5  # paper code CFG:11: a context frame is replaced by its noisy version with p = 0.5
 END_FRAMES, END_WEIGHT = 5, 3.0  # paper code MAIN:126-142: the last 5 predicted frames weigh 3x in the loss
 ANCHOR_FRAMES = 10  # paper code MAIN:193-197: the training anchor is one of the last 10 frames of the window
+
+
+def frame_position(config: ModelConfig, frame: int) -> int:
+    """Absolute position of the token that predicts ``frame``: after the context_frames - 1 start tokens."""
+    return config.context_frames - 1 + frame
 
 
 class DyStream(nn.Module):
@@ -102,6 +107,8 @@ class DyStream(nn.Module):
         return (per_frame * weight).sum() / (weight.sum() * batch)
 
     # --- inference ---
+    # Token positions: the start tokens are 0 .. context_frames - 2, and the token that predicts frame t (it holds
+    # frame t - 1, the anchor for t = 0) is context_frames - 1 + t; see frame_position.
     def prefix_cache(self, anchor: torch.Tensor, silence_self: torch.Tensor, silence_partner: torch.Tensor,
                      masks: torch.Tensor) -> KVCache:
         """KV cache of the ``context_frames - 1`` start tokens: anchor motion with silent audio.
@@ -123,8 +130,8 @@ class DyStream(nn.Module):
 
     def step(self, prev_motion: torch.Tensor, feat_self: torch.Tensor, feat_partner: torch.Tensor,
              anchor: torch.Tensor, noise: torch.Tensor, masks: torch.Tensor, coefficients: torch.Tensor,
-             cache: KVCache, sigmas: list[float], time_mods: list[Modulation] | None = None
-             ) -> tuple[torch.Tensor, KVCache]:
+             cache: KVCache, rope: tuple[torch.Tensor, torch.Tensor], sigmas: list[float],
+             time_mods: list[Modulation] | None = None) -> tuple[torch.Tensor, KVCache]:
         """Generate frame t from frame t-1 and frame t's audio features; one transformer token per CFG branch.
 
         Args:
@@ -134,6 +141,7 @@ class DyStream(nn.Module):
             noise: standard normal (1, motion_dim), the sampler's start.
             masks: (nb, 1, 3) and coefficients (nb, 1) from :class:`Guidance`.
             cache: per layer (k, v) (nb, n_head, context_frames - 1, head_size).
+            rope: cos and sin (1, head_size) of the token's position, ``rope_at(frame_position(t), config)``.
             sigmas: :func:`sigma_schedule` output.
             time_mods: the head's time modulations per sigma, to skip recomputing them (see ``euler_sample``).
 
@@ -145,7 +153,7 @@ class DyStream(nn.Module):
             feat_self[:, None].expand(branches, 1, -1), feat_partner[:, None].expand(branches, 1, -1),
             self.normalize(anchor).expand(branches, -1), masks)  # (nb, 1, C) each
         tokens = self.normalize(prev_motion)[:, None].expand(branches, 1, -1)  # (nb, 1, D)
-        cond, cache = self.transformer.step(tokens, audio, anchor_emb, cache)  # (nb, 1, C)
+        cond, cache = self.transformer.step(tokens, audio, anchor_emb, cache, rope)  # (nb, 1, C)
         x0 = euler_sample(self.head, cond[:, 0], noise, coefficients, sigmas, time_mods)  # (1, D)
         return self.denormalize(x0), cache
 
@@ -182,7 +190,8 @@ class DyStream(nn.Module):
         prev = anchor
         for t in range(frames):
             noise = torch.randn(1, cfg.motion_dim, generator=generator).to(device)
+            rope = tuple(r.to(device) for r in rope_at(frame_position(cfg, t), cfg))
             prev, cache = self.step(prev, feat_self[:, t], feat_partner[:, t], anchor, noise, masks, coefficients,
-                                    cache, sigmas)
+                                    cache, rope, sigmas)
             out[t] = prev[0]
         return out

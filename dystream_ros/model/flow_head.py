@@ -110,7 +110,11 @@ class FlowHead(nn.Module):
         return [HeadBlock._chunks(block.cond_modulation(g)) for block in self.blocks]
 
     def denoise(self, x_t: torch.Tensor, time_mod: Modulation, cond_mod: Modulation) -> torch.Tensor:
-        """x0 prediction (N, motion_dim) from x_t and precomputed modulations."""
+        """x0 prediction (N, motion_dim) from x_t (N or 1, motion_dim) and precomputed modulations.
+
+        A single x_t row broadcasts against N condition rows; until the first condition sub-block the work is
+        then done once instead of N times (the same numbers).
+        """
         h = self.noisy_proj(x_t)  # (N, W)
         for block, tm, cm in zip(self.blocks, time_mod, cond_mod):
             h = block(h, tm, cm)

@@ -6,8 +6,9 @@ Four graphs, all with their state as explicit inputs and outputs (nothing hidden
   (feature (1, audio_dim), state)``; the log-mel front-end is a Conv with fixed DFT weights.
 * ``prefix.onnx``: the start-of-stream KV cache from the anchor and the silent features.
 * ``step.onnx``: one generated frame: the transformer token of every CFG branch with its per-layer KV cache
-  (``k_0, v_0, ...`` in, ``k_0_out, v_0_out, ...`` out) and the whole Euler/CFG sampling, the start noise an input
-  so that torch and ONNX Runtime can be compared exactly. The CFG branches, their coefficients and the sigma
+  (``k_0, v_0, ...`` in, ``k_0_out, v_0_out, ...`` out) and the whole Euler/CFG sampling. The start noise and
+  the RoPE cos/sin of the token's position are inputs: the caller computes the angles in float64, and torch and
+  ONNX Runtime can be compared exactly. The CFG branches, their coefficients and the sigma
   schedule are constants of the export (``meta.json`` records them); another setting exports again.
 
 The backend asks ONNX Runtime for TensorRT, then CUDA, then CPU, keeping those that are available, and reports
@@ -34,15 +35,16 @@ from torch import nn
 
 from dystream_ros.errors import CheckpointError, ConfigError
 from dystream_ros.model.config import ModelConfig
-from dystream_ros.model.dystream import DyStream
+from dystream_ros.model.dystream import DyStream, frame_position
 from dystream_ros.model.sampler import Guidance, sigma_schedule
+from dystream_ros.model.transformer import rope_at
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from dystream_ros.model.transformer import KVCache
 
-EXPORT_VERSION = 1  # bump when the graphs' interface changes; part of the cache key
+EXPORT_VERSION = 2  # bump when the graphs' interface changes; part of the cache key
 PREFERRED_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
 OPSET = 18
 MAX_INLINE_BYTES = 1_800_000_000  # below protobuf's 2 GiB message limit
@@ -85,10 +87,11 @@ class GeneratorStep(nn.Module):
         self.register_buffer('coefficients', guidance.coefficient_tensor())
 
     def forward(self, prev: torch.Tensor, feat_self: torch.Tensor, feat_partner: torch.Tensor,
-                anchor: torch.Tensor, noise: torch.Tensor, cache: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+                anchor: torch.Tensor, noise: torch.Tensor, rope_cos: torch.Tensor, rope_sin: torch.Tensor,
+                cache: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         pairs = [(cache[2 * i], cache[2 * i + 1]) for i in range(len(cache) // 2)]
         motion, pairs = self.model.step(prev, feat_self, feat_partner, anchor, noise, self.masks, self.coefficients,
-                                        pairs, self.sigmas)
+                                        pairs, (rope_cos, rope_sin), self.sigmas)
         return (motion, *(t for kv in pairs for t in kv))
 
 
@@ -155,10 +158,12 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
     cache = model.prefix_cache(anchor, silence_self, silence_partner, guidance.mask_tensor())
     flat = [t for kv in cache for t in kv]
     # Distinct tensors for every input: the tracer merges inputs that are the same tensor object.
+    rope_cos, rope_sin = rope_at(frame_position(cfg, 0), cfg)
     _export(GeneratorStep(model, guidance, steps),
             (anchor.clone(), silence_self.clone(), silence_partner.clone(), anchor.clone(),
-             torch.zeros(1, cfg.motion_dim), [t.clone() for t in flat]),
-            folder / 'step.onnx', ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', *cache_names(cfg)],
+             torch.zeros(1, cfg.motion_dim), rope_cos, rope_sin, [t.clone() for t in flat]),
+            folder / 'step.onnx', ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', 'rope_cos', 'rope_sin',
+                                   *cache_names(cfg)],
             ['motion', *cache_names(cfg, '_out')])
     meta = {'version': EXPORT_VERSION, 'key': export_key(model, guidance, steps), 'config': cfg.to_dict(),
             'steps': steps, 'branches': list(guidance.names), 'coefficients': list(guidance.coefficients)}
@@ -242,10 +247,12 @@ class OnnxBackend:
                                                   self._silence['partner'][1]})
 
     def step(self, prev: np.ndarray, feat_self: np.ndarray, feat_partner: np.ndarray, anchor: np.ndarray,
-             noise: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One generated frame: raw motion (motion_dim,) and the next flat cache."""
+             noise: np.ndarray, cache: list[np.ndarray], position: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One generated frame: raw motion (motion_dim,) and the next flat cache; ``position`` of its token."""
+        rope_cos, rope_sin = (r.numpy() for r in rope_at(position, self.config))  # float64 angles, then float32
         feeds = {'prev': prev.reshape(1, -1), 'feat_self': feat_self, 'feat_partner': feat_partner,
-                 'anchor': anchor.reshape(1, -1), 'noise': noise, **dict(zip(self._cache_in, cache))}
+                 'anchor': anchor.reshape(1, -1), 'noise': noise, 'rope_cos': rope_cos, 'rope_sin': rope_sin,
+                 **dict(zip(self._cache_in, cache))}
         motion, *cache = self.sessions['step'].run(None, feeds)
         return motion[0], cache
 

@@ -77,7 +77,6 @@ def euler_sample(head: FlowHead, cond: torch.Tensor, noise: torch.Tensor, coeffi
     Returns:
         The guided x0 (1, motion_dim), normalised.
     """
-    num_branches = cond.shape[0]
     cond_mod = head.cond_modulation(cond)  # once per frame, shared by all steps
     x = noise
     for k in range(len(sigmas) - 1):
@@ -85,7 +84,8 @@ def euler_sample(head: FlowHead, cond: torch.Tensor, noise: torch.Tensor, coeffi
             time_mod = head.time_modulation(torch.full((1,), sigmas[k], device=noise.device))
         else:
             time_mod = time_mods[k]
-        x0 = head.denoise(x.expand(num_branches, -1), time_mod, cond_mod)  # (nb, D)
+        # x is the same for every branch: the head broadcasts it, so its first (time-only) sub-block runs once.
+        x0 = head.denoise(x, time_mod, cond_mod)  # (nb, D)
         x0 = (coefficients * x0).sum(dim=0, keepdim=True)  # (1, D)
         ratio = sigmas[k + 1] / sigmas[k]
         x = ratio * x + (1.0 - ratio) * x0

@@ -25,8 +25,9 @@ import torch
 
 from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.model.checkpoint import load_default_model, load_model
-from dystream_ros.model.dystream import DyStream
+from dystream_ros.model.dystream import DyStream, frame_position
 from dystream_ros.model.sampler import Guidance, sigma_schedule
+from dystream_ros.model.transformer import rope_at
 
 if TYPE_CHECKING:
     from dystream_ros.model.config import ModelConfig
@@ -65,7 +66,7 @@ class Backend(Protocol):
     def encode(self, stream: str, window: np.ndarray, state: Any) -> tuple[Any, Any]: ...  # noqa: D102
     def prefix(self, anchor: np.ndarray) -> Any: ...  # noqa: D102
     def step(self, prev: np.ndarray, feat_self: Any, feat_partner: Any, anchor: np.ndarray, noise: np.ndarray,
-             cache: Any) -> tuple[np.ndarray, Any]: ...  # noqa: D102
+             cache: Any, position: int) -> tuple[np.ndarray, Any]: ...  # noqa: D102
 
 
 class TorchBackend:
@@ -103,12 +104,13 @@ class TorchBackend:
                                            self.silence['partner'][1], self.masks)
 
     def step(self, prev: np.ndarray, feat_self: torch.Tensor, feat_partner: torch.Tensor, anchor: np.ndarray,
-             noise: np.ndarray, cache: Any) -> tuple[np.ndarray, Any]:
-        """Generate one frame: raw motion (motion_dim,) float32 and the next cache."""
+             noise: np.ndarray, cache: Any, position: int) -> tuple[np.ndarray, Any]:
+        """Generate one frame: raw motion (motion_dim,) float32 and the next cache; ``position`` of its token."""
         with torch.inference_mode():
+            rope = tuple(r.to(self.device) for r in rope_at(position, self.model.config))
             motion, cache = self.model.step(self._tensor(prev), feat_self, feat_partner, self._tensor(anchor),
-                                            self._tensor(noise), self.masks, self.coefficients, cache, self.sigmas,
-                                            self.time_mods)
+                                            self._tensor(noise), self.masks, self.coefficients, cache, rope,
+                                            self.sigmas, self.time_mods)
         return motion[0].cpu().numpy(), cache
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -172,7 +174,6 @@ class StreamingGenerator:
         self.config: ModelConfig = model.config.replace(**overrides)
         cfg = self.config
         self.guidance = Guidance.from_weights(cfg.cfg_audio, cfg.cfg_partner, cfg.cfg_anchor, cfg.cfg_all)
-        self.model = model.eval()
         self.seed = seed
         self.use_partner = use_partner
         self.max_backlog_frames = max_backlog_frames
@@ -357,7 +358,7 @@ class StreamingGenerator:
         state, cfg = self.state, self.config
         noise = torch.randn(1, cfg.motion_dim, generator=state.noise).numpy()
         motion, state.cache = self.backend.step(state.prev_motion, feat_self, feat_partner, state.anchor, noise,
-                                                state.cache)
+                                                state.cache, frame_position(cfg, state.frame_index))
         state.prev_motion = motion
         index = state.frame_index
         state.frame_index += 1

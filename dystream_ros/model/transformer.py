@@ -11,8 +11,9 @@ Deliberate differences from the paper code, all for an exact KV cache:
   self-attention with sinusoidal window-relative PE; every hidden state changes when the window slides, so it must
   recompute all 94 tokens per frame. We use one self-attention per block with per-head RoPE on q/k and a banded
   causal mask of ``context_frames`` (sliding-window attention, Mistral style). Scores depend only on relative
-  positions, so cached keys stay valid: each frame costs one token. Keys are cached un-rotated and rotated at
-  window positions ``0 .. W-1`` at every step, which is exact and free of float drift on endless streams.
+  positions, so cached keys stay valid: each frame costs one token. Keys are cached already rotated at their
+  absolute stream position; the cos/sin of a position are computed in float64 (:func:`rope_at`), so a key
+  rotated at position 10^7 is as exact as one at position 3 and endless streams do not drift.
 * **Anchor.** The paper code cross-attends to a single anchor token. With one key the softmax weight is 1, so that
   cross-attention is exactly ``out_proj(v_proj(anchor))``, a per-block linear of the embedded anchor; we add that
   term directly (``Block.anchor_linear``).
@@ -30,13 +31,19 @@ from dystream_ros.model.config import ModelConfig
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v), each (B, n_head, context_frames - 1, head_size)
 
 
-def rope_tables(num_positions: int, head_size: int, base: float, device: torch.device | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables (num_positions, head_size) for rotate-half RoPE, computed in float64."""
+def rope_tables(first_position: int, num_positions: int, head_size: int, base: float,
+                device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (T, head_size) of positions first .. first+T-1 for rotate-half RoPE, computed in float64."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
-    angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * inv_freq  # (T, hs/2)
+    positions = torch.arange(first_position, first_position + num_positions, dtype=torch.float64)
+    angles = positions[:, None] * inv_freq  # (T, hs/2)
     angles = torch.cat([angles, angles], dim=1)  # (T, hs)
     return angles.cos().float().to(device), angles.sin().float().to(device)
+
+
+def rope_at(position: int, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (1, head_size) of one absolute position, for :meth:`MotionTransformer.step`."""
+    return rope_tables(position, 1, config.head_size, config.rope_base)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -77,19 +84,23 @@ class SlidingWindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Whole sequence x (B, T, C); returns y and the un-rotated k, v (B, nh, T, hs) for a cache."""
+        """Whole sequence x (B, T, C), tables (T, hs); returns y and the rotated k and v (B, nh, T, hs)."""
         q, k, v = self._split(x)
-        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, attn_mask=mask,
+        k = apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self._merge(y), k, v
 
     def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
              v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One new token x (B, 1, C) after W-1 cached ones; tables (W, hs). Returns y and the next cache."""
+        """One new token x (B, 1, C) at the position of tables (1, hs), after W-1 cached (rotated) ones.
+
+        Returns y and the next cache: the oldest token dropped, the new one appended.
+        """
         q, k, v = self._split(x)
-        k = torch.cat([k_cache, k], dim=2)  # (B, nh, W, hs), oldest first
+        k = torch.cat([k_cache, apply_rope(k, cos, sin)], dim=2)  # (B, nh, W, hs), oldest first
         v = torch.cat([v_cache, v], dim=2)
-        y = F.scaled_dot_product_attention(apply_rope(q, cos[-1:], sin[-1:]), apply_rope(k, cos, sin), v)
+        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), k, v)  # the window is the whole cache: no mask
         return self._merge(y), k[:, :, 1:], v[:, :, 1:]
 
 
@@ -148,9 +159,6 @@ class MotionTransformer(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
-        cos, sin = rope_tables(config.context_frames, config.head_size, config.rope_base)
-        self.register_buffer('rope_cos', cos, persistent=False)  # (W, hs), window positions 0 .. W-1
-        self.register_buffer('rope_sin', sin, persistent=False)
 
     def condition(self, feat_self: torch.Tensor, feat_partner: torch.Tensor, anchor: torch.Tensor,
                   masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,24 +178,20 @@ class MotionTransformer(nn.Module):
         anchor_emb = self.anchor_embed(anchor)[:, None] * masks[:, :1, 2:3]  # (B, 1, C)
         return self.audio_fusion(projected), anchor_emb
 
-    def _tables(self, num_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if num_positions <= self.config.context_frames:
-            return self.rope_cos[:num_positions], self.rope_sin[:num_positions]
-        return rope_tables(num_positions, self.config.head_size, self.config.rope_base, self.rope_cos.device)
-
-    def forward(self, motion: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor
+    def forward(self, motion: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, first_position: int = 0
                 ) -> tuple[torch.Tensor, KVCache]:
         """Whole sequence with the banded causal mask.
 
         Args:
             motion: normalised motion tokens (B, T, motion_dim); token i holds frame i.
             audio: fused audio (B, T, n_embd) of frames i + 1; anchor: anchor embedding (B, 1, n_embd).
+            first_position: absolute position of token 0 (only relative positions matter to the output).
 
         Returns:
-            The conditions (B, T, n_embd) after the final norm, and each layer's un-rotated (k, v).
+            The conditions (B, T, n_embd) after the final norm, and each layer's (k, v), k rotated.
         """
         tokens = motion.shape[1]
-        cos, sin = self._tables(tokens)
+        cos, sin = rope_tables(first_position, tokens, self.config.head_size, self.config.rope_base, motion.device)
         mask = banded_causal_mask(tokens, self.config.context_frames, motion.device)
         x = self.drop(self.motion_embed(motion))  # (B, T, C)
         cache: KVCache = []
@@ -196,21 +200,23 @@ class MotionTransformer(nn.Module):
             cache.append((k, v))
         return self.ln_f(x), cache
 
-    def step(self, motion: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, cache: KVCache
-             ) -> tuple[torch.Tensor, KVCache]:
+    def step(self, motion: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, cache: KVCache,
+             rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache]:
         """One token: motion (B, 1, motion_dim) normalised, audio (B, 1, C), anchor (B, 1, C).
 
-        ``cache`` holds the W-1 previous tokens of every layer, oldest first; returns (B, 1, C) and the next cache.
+        ``cache`` holds the W-1 previous tokens of every layer, oldest first; ``rope`` is :func:`rope_at` of the
+        token's position (one more than the newest cached token's). Returns (B, 1, C) and the next cache.
         """
         x = self.motion_embed(motion)  # (B, 1, C)
+        cos, sin = rope
         next_cache: KVCache = []
         for block, (k_cache, v_cache) in zip(self.blocks, cache):
-            x, k, v = block.step(x, audio, anchor, self.rope_cos, self.rope_sin, k_cache, v_cache)
+            x, k, v = block.step(x, audio, anchor, cos, sin, k_cache, v_cache)
             next_cache.append((k, v))
         return self.ln_f(x), next_cache
 
     def empty_cache(self, batch_size: int) -> KVCache:
         """A cache with no tokens, for ``context_frames == 1``."""
-        ref = self.rope_cos
+        ref = self.ln_f.weight
         shape = (batch_size, self.config.n_head, 0, self.config.head_size)
         return [(ref.new_zeros(shape), ref.new_zeros(shape)) for _ in self.blocks]
