@@ -191,3 +191,16 @@ def test_diagnostics_report_rates_latency_and_backend(replayed: dict) -> None:
 def test_the_node_shuts_down_cleanly_on_sigint(replayed: dict) -> None:
     assert replayed['node_rc'] == 0, replayed['logs']['node'][-2000:]
     assert 'Traceback' not in replayed['logs']['node']
+
+
+@pytest.mark.parametrize(('parameter', 'expected'), [
+    ('renderer:=banana', 'renderer must be one of stylised, photo, none'),
+    ('model_path:=/nonexistent/dystream.safetensors', 'model_path: no such file: /nonexistent/dystream.safetensors'),
+    ('neck_axes:=[yaw]', 'neck parameter lists must have the same length'),
+    ('self_sample_format:=MP3', 'self_sample_format must be one of S16LE, S32LE, F32LE'),
+])
+def test_invalid_parameters_stop_the_node_with_a_message_naming_them(parameter: str, expected: str) -> None:
+    result = subprocess.run(_python_module('dystream_ros.nodes.dystream_node', '--ros-args', '-p', parameter),
+                            cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert expected in result.stdout + result.stderr

@@ -115,8 +115,11 @@ def _drain(node: Any, seconds: float) -> None:
 
 
 def record(bag: Path, topics: list[str], duration_s: float | None = None, storage: str = 'mcap',
-           discovery_s: float = 2.0) -> dict[str, int]:
-    """Record ``topics`` into a new bag until ``duration_s`` passes (or Ctrl-C); return messages per topic."""
+           discovery_s: float = 30.0) -> dict[str, int]:
+    """Record ``topics`` into a new bag until ``duration_s`` passes (or Ctrl-C); return messages per topic.
+
+    Waits up to ``discovery_s`` for every topic to have a publisher (in a launch file, the nodes start together).
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -225,6 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument('topics', nargs='+')
     rec.add_argument('--duration', type=float, help='seconds to record (default: until Ctrl-C)')
     rec.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    rec.add_argument('--wait', type=float, default=30.0, help='seconds to wait for the topics to appear')
     demo = sub.add_parser('make-demo', help='write a synthetic two-person conversation (held-out voices) as a bag')
     demo.add_argument('--out', type=Path, required=True)
     demo.add_argument('--seconds', type=float, default=60.0)
@@ -252,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         count = write_conversation_bag(args.out, robot.self_audio, robot.partner_audio, start_ns=1_700_000_000 * NS_PER_S)
         print(f'{args.out}: {count} messages, {robot.num_frames / 25:.1f} s of conversation')
     elif args.action == 'record':
-        counts = record(args.out, args.topics, args.duration, args.storage)
+        counts = record(args.out, args.topics, args.duration, args.storage, args.wait)
         print(f'recorded {sum(counts.values())} messages into {args.out}: {counts}')
     else:
         from tqdm import tqdm
