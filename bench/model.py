@@ -81,8 +81,10 @@ class RecomputeBaseline:
         self.guidance = Guidance(tuple(BRANCHES), tuple(BRANCHES.values()), tuple(every[n] for n in BRANCHES))
         self.sigmas = sigma_schedule(cfg.steps, cfg.sigma_min)
         with torch.inference_mode():
-            self.encoder_state = {'self': model.audio_encoder.silence()[0], 'partner': model.partner_encoder.silence()[0]}
-            silence = (model.audio_encoder.silence()[1], model.partner_encoder.silence()[1])
+            (state_self, feat_self), (state_partner, feat_partner) = (model.audio_encoder.silence(),
+                                                                      model.partner_encoder.silence())
+        self.encoder_state = {'self': state_self, 'partner': state_partner}
+        silence = (feat_self, feat_partner)
         anchor = model.motion_mean[None]
         self.anchor = anchor
         window = cfg.context_frames

@@ -28,7 +28,7 @@ class ModelConfig:
 
     name: str = 'tiny'
     # --- motion ---
-    motion_dim: int = 58  # ours: 52 ARKit blendshapes + head rotation (pitch, yaw, roll; rad) + translation (x, y, z; m)
+    motion_dim: int = 58  # ours: 52 ARKit blendshapes + head rotation (pitch/yaw/roll, rad) + translation (xyz, m)
     motion_names: tuple[str, ...] = ()  # one name per motion dimension, from the training data; () = unnamed
     # --- audio front-end (both streams) ---
     sample_rate_hz: int = 16000  # mono PCM rate of both audio streams

@@ -46,7 +46,8 @@ class WindowDataset:
                        f'{config.motion_dim}')
                 raise DataError(msg)
             if sample.names != names:
-                msg = f'sample {sample.sample_id} names its motion dimensions differently from {self.samples[0].sample_id}'
+                msg = (f'sample {sample.sample_id} names its motion dimensions differently from '
+                       f'{self.samples[0].sample_id}')
                 raise DataError(msg)
         self.motion_names = names
         for sample in self.samples:  # a frame with a NaN or infinite value counts as lost, like valid=False

@@ -22,6 +22,9 @@ Deliberate differences from the paper code, all for an exact KV cache:
 """
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -41,9 +44,19 @@ def rope_tables(first_position: int, num_positions: int, head_size: int, base: f
     return angles.cos().float().to(device), angles.sin().float().to(device)
 
 
+@functools.lru_cache(maxsize=8)
+def _inv_freq(head_size: int, base: float) -> np.ndarray:
+    return base ** (-np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (hs/2,)
+
+
 def rope_at(position: int, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (1, head_size) of one absolute position, for :meth:`MotionTransformer.step`."""
-    return rope_tables(position, 1, config.head_size, config.rope_base)
+    """cos and sin (1, head_size) of one absolute position, for :meth:`MotionTransformer.step`.
+
+    The same float64 arithmetic as :func:`rope_tables`, in numpy: it runs once per generated frame.
+    """
+    angles = position * _inv_freq(config.head_size, config.rope_base)
+    angles = np.concatenate([angles, angles])[None]  # (1, hs)
+    return torch.from_numpy(np.cos(angles).astype(np.float32)), torch.from_numpy(np.sin(angles).astype(np.float32))
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
