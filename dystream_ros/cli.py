@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'corpus': ('dystream_ros.data.corpus', 'generate a synthetic dyadic corpus with offline TTS'),
     'render': ('dystream_ros.video', 'render a face video (mp4 with sound) from the voices of a conversation'),
     'bag': ('dystream_ros.nodes.bag_tools', 'replay, record or render rosbag2 files (mcap, sqlite3)'),
+    'eval': ('dystream_ros.data.evaluate', 'evaluate the model on held-out TTS and real speech, next to baselines'),
     'demo': ('dystream_ros.nodes.demo', 'run the node on the demo conversation; write out/demo.mp4 and out/demo_latency.json'),
     'extract': ('dystream_ros.face.extract', 'track the face in talking videos and write training samples'),
     'train': ('dystream_ros.model.train', 'train DyStream on a folder of samples (under torchrun: DDP)'),

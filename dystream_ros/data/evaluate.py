@@ -1,0 +1,216 @@
+"""``dystream eval``: how good the shipped model is, on data it never saw, next to two baselines.
+
+Held-out TTS conversations (voices and texts that training never used; the reference mouth is the corpus
+teacher's, from the phoneme timing) and real human speech from Debian packages (the reference mouth from a forced
+alignment) go through the model in streaming mode, 40 ms at a time, as in the node. The same clips go through
+the amplitude-driven jaw that cheap robots use and, where it applies, the corpus teacher itself. See
+``dystream_ros.data.metrics`` for what each figure means.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dystream_ros.data import metrics
+from dystream_ros.data.corpus import conversation
+from dystream_ros.data.real_speech import real_clips
+from dystream_ros.video import stream_motion
+
+HELDOUT_SEED = 1000  # held-out conversations: voices and texts of the 'heldout' split, a seed training never used
+
+
+@dataclass
+class Clip:
+    """One evaluation clip: the two voices, the reference mouth and who speaks when (per 40 ms frame)."""
+
+    name: str
+    self_audio: np.ndarray
+    partner_audio: np.ndarray
+    reference_mouth: np.ndarray
+    self_active: np.ndarray  # frames inside the face's own phonemes
+    partner_active: np.ndarray  # frames inside the partner's phonemes
+    teacher: np.ndarray | None = None  # the corpus teacher's motion, for TTS clips
+
+
+SPEECH_HANGOVER = 2  # frames: the lips close within 80 ms of the last phoneme
+VOICE_HANGOVER = 12  # frames: a voice counts as active until 0.5 s after it stops, as a VAD reports it
+
+
+def heldout_clips(count: int, seconds: float) -> list[Clip]:
+    """Held-out TTS conversations, seen from the side that starts them."""
+    clips = []
+    for index in range(count):
+        side, other = conversation(index, 'heldout', HELDOUT_SEED, seconds)
+        own, heard = metrics.mouth_opening(side.motion), metrics.mouth_opening(other.motion)
+        clips.append(Clip(f'heldout/{index}', side.self_audio, side.partner_audio, own, own > 0.01, heard > 0.01,
+                          side.motion))
+    return clips
+
+
+def real_speech_clips() -> list[Clip]:
+    """Real recordings, spoken by the face (self), with no partner."""
+    out = []
+    for clip in real_clips():
+        speaking = clip.speaking()
+        out.append(Clip(clip.name, clip.audio, np.zeros_like(clip.audio), clip.reference_mouth(), speaking,
+                        np.zeros_like(speaking)))
+    return out
+
+
+def _generate(generator: Any, clip: Clip, online: bool = True) -> np.ndarray:
+    generator.reset()
+    if online:
+        motion = np.stack(list(stream_motion(generator, clip.self_audio, clip.partner_audio)))
+    else:
+        motion = generator.generate(clip.self_audio, clip.partner_audio)
+    return motion[: len(clip.reference_mouth)]
+
+
+def _lipsync(motions: list[np.ndarray], clips: list[Clip]) -> dict[str, float]:
+    corr = [metrics.lipsync_corr(metrics.mouth_opening(m), c.reference_mouth) for m, c in zip(motions, clips)]
+    lag = [metrics.lipsync_lag_frames(metrics.mouth_opening(m), c.reference_mouth) for m, c in zip(motions, clips)]
+    closed = [metrics.silence_closed(metrics.mouth_opening(m), metrics.activity_with_hangover(
+        c.self_active, SPEECH_HANGOVER)) for m, c in zip(motions, clips)]
+    return {'lipsync_corr': round(float(np.mean(corr)), 3), 'lipsync_lag_frames': int(np.median(lag)),
+            'silence_closed': round(float(np.nanmean(closed)), 3)}
+
+
+def _nods(motions: list[np.ndarray], clips: list[Clip]) -> float:
+    ratios = [metrics.listening_nod_ratio(m, metrics.activity_with_hangover(c.self_active, VOICE_HANGOVER),
+                                          metrics.activity_with_hangover(c.partner_active, VOICE_HANGOVER))
+              for m, c in zip(motions, clips)]
+    return round(float(np.nanmedian(ratios)), 2)
+
+
+def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: int = 8, heldout_seconds: float = 30.0,
+             drift_minutes: float = 10.0, seeds: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run every metric; return the report (JSON-able) and the traces for the plots."""
+    import torch
+
+    from dystream_ros.model import StreamingGenerator
+    from dystream_ros.runtime.amplitude import AmplitudeGenerator
+
+    torch.set_num_threads(1)
+    systems = {'model': StreamingGenerator(model, backend=backend, seed=0), 'amplitude': AmplitudeGenerator()}
+    sets = {'heldout_tts': heldout_clips(heldout_count, heldout_seconds), 'real_speech': real_speech_clips()}
+    report: dict[str, Any] = {'model': str(model or 'shipped default'), 'backend': backend}
+    traces: dict[str, Any] = {}
+    for set_name, clips in sets.items():
+        report[set_name] = {'clips': len(clips), 'seconds': round(sum(len(c.self_audio) for c in clips) / 16000, 1)}
+        for system, generator in systems.items():
+            motions = [_generate(generator, clip) for clip in clips]
+            figures = _lipsync(motions, clips)
+            if set_name == 'heldout_tts':
+                figures['listening_nod_ratio'] = _nods(motions, clips)
+            report[set_name][system] = figures
+            traces[f'{set_name}/{system}'] = (motions[0], clips[0])
+        teachers = [c.teacher for c in clips if c.teacher is not None]
+        if teachers:
+            report[set_name]['teacher'] = {**_lipsync(teachers, clips), 'listening_nod_ratio': _nods(teachers, clips)}
+    model_gen = systems['model']
+    offline = [_generate(model_gen, c, online=False) for c in sets['heldout_tts']]
+    offline_corr = _lipsync(offline, sets['heldout_tts'])['lipsync_corr']
+    report['online_offline_gap'] = round(offline_corr - report['heldout_tts']['model']['lipsync_corr'], 4)
+    clip = sets['heldout_tts'][0]
+    per_seed = []
+    for seed in range(seeds):
+        model_gen.reset(seed=seed)
+        per_seed.append(np.stack(list(stream_motion(model_gen, clip.self_audio, clip.partner_audio))))
+    model_gen.reset(seed=0)
+    report['seed_diversity'] = round(metrics.seed_diversity(per_seed), 4)
+    report['drift_10min'] = _drift(systems, drift_minutes)
+    report['drift_minutes'] = drift_minutes
+    return report, traces
+
+
+def _drift(systems: dict[str, Any], minutes: float) -> dict[str, float]:
+    """Statistics change between the first and last minute of one long stream of held-out conversations."""
+    pieces, total = [], 0.0
+    index = 100
+    while total < minutes * 60:
+        side, _ = conversation(index, 'heldout', HELDOUT_SEED, 60.0)
+        pieces.append(side)
+        total += len(side.self_audio) / 16000
+        index += 1
+    self_audio = np.concatenate([p.self_audio for p in pieces])[: int(minutes * 60 * 16000)]
+    partner_audio = np.concatenate([p.partner_audio for p in pieces])[: len(self_audio)]
+    window = min(int(60 * 25), len(self_audio) // 640 // 3)
+    out = {}
+    for name, generator in systems.items():
+        generator.reset()
+        motion = np.stack(list(stream_motion(generator, self_audio, partner_audio)))
+        out[name] = round(metrics.statistics_drift(motion, window), 3)
+    return out
+
+
+def plot(report: dict[str, Any], traces: dict[str, Any], folder: Path) -> list[Path]:
+    """Bar charts of the figures and example mouth traces; return the files written."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    for ax, key, target in zip(axes, ['lipsync_corr', 'silence_closed', 'listening_nod_ratio', 'lipsync_lag_frames'],
+                               [(0.75, 0.6), (0.9, 0.9), (2.0, None), (1, None)]):
+        labels, values = [], []
+        for set_name in ('heldout_tts', 'real_speech'):
+            for system in ('model', 'amplitude', 'teacher'):
+                value = report[set_name].get(system, {}).get(key)
+                if value is not None:
+                    labels.append(f'{system}\n{set_name.split("_")[0]}')
+                    values.append(value)
+        ax.bar(range(len(values)), values, color=['C0' if lab.startswith('model') else 'C7' if lab.startswith('amp')
+                                                   else 'C2' for lab in labels])
+        ax.set_xticks(range(len(values)), labels, fontsize=7)
+        for line in (t for t in target if t is not None):
+            ax.axhline(line, color='red', linestyle='--', linewidth=0.8)
+        ax.set_title(key)
+    fig.tight_layout()
+    written.append(folder / 'eval_metrics.png')
+    fig.savefig(written[-1], dpi=90)
+    plt.close(fig)
+    fig, axes = plt.subplots(2, 1, figsize=(14, 6))
+    for ax, set_name in zip(axes, ('heldout_tts', 'real_speech')):
+        motion, clip = traces[f'{set_name}/model']
+        amplitude, _ = traces[f'{set_name}/amplitude']
+        t = np.arange(len(clip.reference_mouth)) / 25
+        ax.plot(t, clip.reference_mouth, 'k', label='reference (phoneme timing)', linewidth=1.5)
+        ax.plot(t[:len(motion)], metrics.mouth_opening(motion), 'C0', label='model (streaming)')
+        ax.plot(t[:len(amplitude)], metrics.mouth_opening(amplitude), 'C7', label='amplitude baseline', alpha=0.7)
+        ax.set_title(f'{clip.name}: jaw opening')
+        ax.set_xlim(0, min(t[-1], 20))
+        ax.legend(loc='upper right', fontsize=8)
+    axes[-1].set_xlabel('seconds')
+    fig.tight_layout()
+    written.append(folder / 'eval_traces.png')
+    fig.savefig(written[-1], dpi=90)
+    plt.close(fig)
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dystream eval``."""
+    parser.add_argument('--model', type=Path, help='weights (.safetensors); the shipped ones if absent')
+    parser.add_argument('--backend', choices=['torch', 'onnx'], default='torch')
+    parser.add_argument('--json', action='store_true', help='print the report as one JSON object')
+    parser.add_argument('--heldout', type=int, default=8, help='held-out TTS conversations')
+    parser.add_argument('--heldout-seconds', type=float, default=30.0)
+    parser.add_argument('--drift-minutes', type=float, default=10.0, help='length of the drift stream')
+    parser.add_argument('--plots', type=Path, help='folder for the plots (e.g. docs)')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the report."""
+    report, traces = evaluate(args.model, args.backend, args.heldout, args.heldout_seconds, args.drift_minutes)
+    if args.plots:
+        report['plots'] = [str(p) for p in plot(report, traces, args.plots)]
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0

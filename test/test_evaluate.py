@@ -1,0 +1,44 @@
+"""dystream eval on the shipped model, shortened: every figure is present, finite and computed for real."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from dystream_ros.data.evaluate import evaluate, plot
+
+
+@pytest.fixture(scope='module')
+def report_and_traces() -> tuple[dict, dict]:
+    return evaluate(heldout_count=2, heldout_seconds=15.0, drift_minutes=0.75, seeds=2)
+
+
+def test_the_report_has_every_figure_for_the_model_and_both_baselines(report_and_traces: tuple[dict, dict]) -> None:
+    report, _ = report_and_traces
+    for set_name in ('heldout_tts', 'real_speech'):
+        for system in ('model', 'amplitude'):
+            figures = report[set_name][system]
+            assert -1.0 <= figures['lipsync_corr'] <= 1.0
+            assert abs(figures['lipsync_lag_frames']) <= 5
+            assert 0.0 <= figures['silence_closed'] <= 1.0
+    assert report['heldout_tts']['teacher']['lipsync_corr'] == 1.0  # the teacher is the reference on TTS
+    assert report['heldout_tts']['amplitude']['listening_nod_ratio'] == 0.0  # it never moves its head
+    assert report['real_speech']['clips'] >= 10
+    assert abs(report['online_offline_gap']) <= 0.05
+    assert report['seed_diversity'] > 0
+    assert set(report['drift_10min']) == {'model', 'amplitude'}
+    assert all(math.isfinite(v) for v in report['drift_10min'].values())
+
+
+def test_the_shipped_model_follows_the_voice_better_than_chance(report_and_traces: tuple[dict, dict]) -> None:
+    report, _ = report_and_traces
+    assert report['heldout_tts']['model']['lipsync_corr'] > 0.5
+    assert report['real_speech']['model']['lipsync_corr'] > 0.5
+    assert report['heldout_tts']['model']['silence_closed'] > 0.8
+
+
+def test_the_plots_are_written(report_and_traces: tuple[dict, dict], tmp_path: Path) -> None:
+    written = plot(*report_and_traces, tmp_path)
+    assert [p.name for p in written] == ['eval_metrics.png', 'eval_traces.png']
+    assert all(p.stat().st_size > 10_000 for p in written)
