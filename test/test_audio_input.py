@@ -145,12 +145,15 @@ def test_a_looping_bag_is_resynchronised_without_losing_audio() -> None:
     np.testing.assert_array_equal(timeline.read(0, 32000), np.concatenate([audio, audio]))
 
 
-def test_a_huge_message_keeps_its_newest_audio() -> None:
+def test_a_huge_message_is_dropped_and_the_audio_around_it_kept() -> None:
     timeline = StreamTimeline(epoch_ns=0, capacity_s=2.0)
+    audio = _tone(16000, 1.0)
+    assert timeline.write(0, audio[:8000], arrival_ns=NS // 2) == []
     huge = np.random.default_rng(0).normal(0, 0.1, 5 * 16000).astype(np.float32)
-    assert AudioIssue.TOO_LARGE in timeline.write(0, huge, arrival_ns=5 * NS)
-    np.testing.assert_array_equal(timeline.read(3 * 16000, 5 * 16000), huge[-2 * 16000:])
-    assert timeline.written_until == 5 * 16000
+    assert timeline.write(NS // 2, huge, arrival_ns=NS // 2 + 1) == [AudioIssue.TOO_LARGE]
+    assert timeline.write(NS // 2, audio[8000:], arrival_ns=NS) == []
+    np.testing.assert_array_equal(timeline.read(0, 16000), audio)
+    assert timeline.written_until == 16000
 
 
 def test_a_bag_replayed_faster_than_real_time_is_placed_by_its_stamps() -> None:

@@ -33,7 +33,7 @@ class AudioIssue(enum.Enum):
     CLIPPED = 'samples at full scale: the input gain is too high'
     DC_OFFSET = 'a constant (DC) offset in the signal: check the microphone or its driver'
     EMPTY = 'an empty message (ignored)'
-    TOO_LARGE = 'a message longer than the buffer (kept the newest part)'
+    TOO_LARGE = 'a message longer than the whole audio buffer (dropped; the audio around it is kept)'
     GAP = 'a gap in the stamps (filled with silence)'
     OVERLAP = 'a duplicated or overlapping message (dropped the repeated part)'
     LATE = 'audio arrived after its frame was generated (dropped)'

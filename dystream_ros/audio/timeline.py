@@ -55,6 +55,10 @@ class StreamTimeline:
         n = len(samples)
         if n == 0:
             return [AudioIssue.EMPTY]
+        if n > self.capacity:
+            # longer than the whole buffer: no live stream sends that (a bug, a wrong topic); placing it would
+            # push the stream minutes ahead of the clock, so it is dropped and the audio around it is kept
+            return [AudioIssue.TOO_LARGE]
         duration_ns = n * NS_PER_S // TARGET_RATE_HZ
         if self._offset_ns is None:  # the first chunk: a live chunk ends when it arrives
             self._offset_ns = arrival_ns - duration_ns - stamp_ns
@@ -87,10 +91,6 @@ class StreamTimeline:
             samples, start = samples[self.consumed_until - start:], self.consumed_until
             if AudioIssue.LATE not in issues:
                 issues.append(AudioIssue.LATE)
-        if len(samples) > self.capacity:
-            issues.append(AudioIssue.TOO_LARGE)
-            start += len(samples) - self.capacity
-            samples = samples[-self.capacity:]
         if len(samples):
             self._store(start, samples)
         return issues

@@ -1,0 +1,89 @@
+"""dystream_node fed bad audio keeps publishing, says what is wrong once per burst, and counts it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile
+from std_msgs.msg import Header
+
+from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
+from dystream_ros.nodes.conversions import time_message
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = 1_000_000_000
+
+
+def test_bad_audio_is_repaired_logged_once_per_burst_and_counted() -> None:
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('bad_audio_publisher', context=context)
+    motion: list[FaceMotion] = []
+    diagnostics: list[DiagnosticArray] = []
+    node.create_subscription(FaceMotion, 'face/motion', motion.append, QoSProfile(depth=100))
+    node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, QoSProfile(depth=10))
+    self_pub = node.create_publisher(AudioDataStamped, 'self_audio', QoSProfile(depth=100))
+    partner_pub = node.create_publisher(AudioDataStamped, 'partner_audio', QoSProfile(depth=100))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    face = subprocess.Popen(
+        [sys.executable, '-m', 'dystream_ros.nodes.dystream_node', '--ros-args', '-p', 'renderer:=none',
+         '-p', 'audio_reliability:=reliable',  # a 10 MB message is many fragments: best effort may lose one
+         '-p', 'partner_sample_format:=F32LE'], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+
+    def publish(publisher, data: bytes, stamp_ns: int) -> None:  # noqa: ANN001
+        publisher.publish(AudioDataStamped(header=Header(stamp=time_message(stamp_ns)), audio=AudioData(data=data)))
+
+    try:
+        deadline = time.monotonic() + 120
+        while not motion and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert motion, 'the node never started'
+        tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(512) / 16000)).astype(np.float32)
+        start = time.time_ns()
+        for k in range(100):  # 3.2 s of 32 ms messages, with a bad one among every ten
+            stamp = start + k * 32_000_000
+            good = (tone * 32767).astype('<i2').tobytes()
+            bad = {0: b'', 1: good[:-1], 2: np.random.default_rng(k).bytes(10_000_000), 3: good,
+                   4: good, 5: good, 6: good, 7: good, 8: good, 9: good}[k % 10]
+            publish(self_pub, bad, stamp - (5 * NS if k % 10 == 3 else 0))  # 3: a stamp from 5 s ago
+            nan = tone.copy()
+            if k % 10 == 5:
+                nan[::7] = np.nan
+            publish(partner_pub, nan.tobytes(), stamp)
+            spin(0.032)
+        spin(2.5)
+        frames = len(motion)
+    finally:
+        face.send_signal(signal.SIGINT)
+        log = face.communicate(timeout=30)[0]
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert face.returncode == 0, log[-3000:]
+    indices = [m.frame_index for m in motion]
+    assert indices == list(range(indices[0], indices[0] + len(indices)))  # no frame lost meanwhile
+    assert frames > 25 * 5
+    for problem in ('an empty message', 'byte count is not a whole number', 'NaN or infinite samples',
+                    'a message longer than the whole audio buffer', 'the stamps jumped backwards'):
+        lines = [line for line in log.splitlines() if problem in line]
+        assert 1 <= len(lines) <= 2, (problem, lines)  # once per burst, not once per message
+    values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+    assert int(values['self_audio_empty']) == 10
+    assert int(values['partner_audio_not_finite']) == 10
+    assert int(values['self_audio_too_large']) >= 1
