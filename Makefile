@@ -8,7 +8,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo constraints clean
+.PHONY: setup test demo corpus model eval constraints clean
 
 ## setup: create .venv with ROS 2 Kilted (PyPI wheels), the pinned dependencies, and this package built and installed
 setup:
@@ -21,6 +21,20 @@ test: setup
 ## demo: run dystream_node on the shipped demo conversation; writes out/demo.mp4 and out/demo_latency.json
 demo: setup
 	$(VENV)/bin/dystream demo --out out
+
+## corpus: the training corpus of the shipped model (3 hours of conversation, seed 0; about 2 minutes)
+corpus: setup
+	$(VENV)/bin/dystream corpus --out build/corpus/train --hours 3 --seed 0
+
+## model: retrain the shipped weights from that corpus (about 70 minutes on 2 cores) and put them in the package
+model: corpus
+	OMP_NUM_THREADS=1 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
+	  --steps 10000 --batch-size 16 --seed 0
+	cp build/train/model.safetensors dystream_ros/assets/dystream_tiny.safetensors
+
+## eval: evaluate the shipped model (about 5 minutes); writes docs/eval.md and its plots
+eval: setup
+	$(VENV)/bin/dystream eval --report docs/eval.md --plots docs
 
 ## constraints: re-pin requirements/constraints.txt from what is installed in .venv
 constraints:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
@@ -85,15 +86,21 @@ def test_dystream_launch_starts_the_node_with_its_parameter_file() -> None:
 
 
 def test_robot_launch_feeds_the_microphone_to_the_face_as_the_partner(tmp_path: Path) -> None:
+    # the virtual microphone has no clock (it delivers the file as fast as it is read), so what is checked here
+    # is the wiring; test_audio_capture checks the audio itself
     _virtual_microphone(tmp_path)
     launched = _Launched('robot', {'microphone': 'filemic'}, env={'HOME': str(tmp_path)})
+    heard = []
+    launched.node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: heard.extend(
+        int(kv.value) for kv in m.status[0].values if kv.key == 'partner_audio_messages_per_s'), QoSProfile(depth=10))
     try:
-        launched.spin_until(lambda: any(m.partner_voice_activity > 0 for m in launched.motion), 120)
+        launched.spin_until(lambda: any(heard), 120)
         graph = launched.node.get_publisher_names_and_types_by_node('microphone', '/')
         subscribers = launched.node.get_subscriptions_info_by_topic('/partner_audio')
     finally:
         logs = launched.stop()
-    assert any(m.partner_voice_activity > 0 for m in launched.motion), logs
+    assert any(heard), logs  # dystream_node counted messages from the microphone
+    assert launched.motion
     assert ('/partner_audio', ['dystream_ros/msg/AudioDataStamped']) in graph
     assert any(info.node_name == 'dystream_node' for info in subscribers)
 
