@@ -293,14 +293,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--context-frames', type=int, default=None, help='override the attention window')
     parser.add_argument('--lookahead-ms', type=int, default=None, help='override the encoder lookahead')
     parser.add_argument('--device', default='', help='cpu, cuda, cuda:1 (default: cuda if available)')
+    for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all'):
+        parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None,
+                            help='guidance weight stored with the weights as the inference default')
     parser.add_argument('--resume', action='store_true', help='continue from OUT/train_state.safetensors')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
 def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments."""
-    overrides = {k: v for k, v in (('context_frames', args.context_frames), ('lookahead_ms', args.lookahead_ms))
-                 if v is not None}
+    overrides = {k: v for k, v in (('context_frames', args.context_frames), ('lookahead_ms', args.lookahead_ms),
+                                   ('cfg_audio', args.cfg_audio), ('cfg_partner', args.cfg_partner),
+                                   ('cfg_anchor', args.cfg_anchor), ('cfg_all', args.cfg_all)) if v is not None}
     model_config = None
     if not args.resume or args.config or overrides:  # on resume, only an explicit request is checked
         model_config = ModelConfig.preset(args.config or 'tiny').replace(**overrides)

@@ -146,8 +146,9 @@ class DystreamNode(LifecycleNode):
         torch.set_num_threads(settings.num_threads)
         generator = StreamingGenerator(
             settings.model_path or None, backend=settings.backend, device=settings.device, seed=settings.seed,
-            steps=settings.steps, cfg_audio=settings.cfg_audio, cfg_partner=settings.cfg_partner,
-            cfg_anchor=settings.cfg_anchor, cfg_all=settings.cfg_all, num_threads=settings.num_threads)
+            steps=settings.steps, num_threads=settings.num_threads,
+            **{name: value for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')
+               if (value := settings.values[name]) >= 0})
         model_lookahead_ms = generator.lookahead_samples * 1000 // 16000
         if settings.lookahead_ms not in (-1, model_lookahead_ms):
             msg = (f'lookahead_ms is {settings.lookahead_ms} but the model was trained with {model_lookahead_ms} ms; '
