@@ -22,6 +22,7 @@ import numpy as np
 
 from dystream_ros.audio import AudioFormat, AudioIssue, Decoder, Resampler, StreamTimeline
 from dystream_ros.audio.vad import VoiceActivity
+from dystream_ros.face.motion import BLENDSHAPES
 
 if TYPE_CHECKING:
     from dystream_ros.face.neck import NeckCommand
@@ -235,7 +236,8 @@ class FaceEngine:
         if len(frames) != 1:
             msg = f'the generator returned {len(frames)} frames for frame {frame}; expected exactly one'
             raise RuntimeError(msg)
-        motion = frames[0].motion
+        motion = frames[0].motion.copy()
+        motion[BLENDSHAPES] = np.clip(motion[BLENDSHAPES], 0.0, 1.0)  # weights are in [0, 1], as FaceMotion says
         speaking, listening = activity['self'] > 0, activity['partner'] > 0
         state = (Activity.OVERLAP if speaking and listening else Activity.SPEAKING if speaking
                  else Activity.LISTENING if listening else Activity.SILENT)
