@@ -13,3 +13,6 @@ def pytest_configure(config: object) -> None:
     # A private domain per run, so two runs on one machine (or a robot on the same host) never see each other.
     os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
     os.environ['ROS_LOG_DIR'] = tempfile.mkdtemp(prefix='dystream_ros_test_logs_')
+    # One torch / OpenMP thread in tests and the processes they start (before torch is imported): on a machine
+    # whose cores are shared with other jobs, more threads than free cores make torch a hundred times slower.
+    os.environ['OMP_NUM_THREADS'] = '1'

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ from safetensors.torch import save_file
 from dystream_ros.errors import CheckpointError
 from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, load_model, save_model
 from dystream_ros.model import checkpoint
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the CI machine has two cores shared with other jobs, where more threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 
 def small_model(seed: int = 0) -> DyStream:

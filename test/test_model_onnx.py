@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, save_m
 from dystream_ros.model.onnx_export import OnnxBackend, cache_names
 
 RATE = 16000
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the CI machine has two cores shared with other jobs, where more threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 
 def random_model() -> DyStream:

@@ -1,7 +1,6 @@
 """DyStream streaming: causality with lookahead, streaming equals offline, chunking invariance, exact KV cache."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,15 +13,6 @@ from dystream_ros.model.sampler import BRANCHES, sigma_schedule
 from dystream_ros.model.transformer import rope_at
 
 RATE, FRAME = 16000, 640
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the CI machine has two cores shared with other jobs, where more threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 
 def random_model(seed: int = 0, **changes: object) -> DyStream:

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ from dystream_ros.model.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = tuple(f'dim{i}' for i in range(58))
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the CI machine has two cores shared with other jobs, where more threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 
 def write_clip(root: Path, sample_id: str = 'clip0', frames: int = 75, valid: np.ndarray | None = None,
