@@ -42,8 +42,6 @@ from dystream_ros.model.transformer import rope_at
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from dystream_ros.model.transformer import KVCache
-
 EXPORT_VERSION = 2  # bump when the graphs' interface changes; part of the cache key
 PREFERRED_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
 OPSET = 18
