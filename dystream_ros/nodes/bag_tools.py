@@ -39,12 +39,15 @@ def _open_reader(path: Path) -> Any:
 
 
 def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] | None = None,
-           max_ahead_s: float = 0.5, loop: bool = False) -> int:
+           max_ahead_s: float = 0.5, loop: bool = False, restamp: bool = False) -> int:
     """Publish the bag's messages; return how many were published.
 
     At ``rate`` times the recorded pace, or with ``fast`` as fast as dystream_node keeps up: the replay runs at
-    most ``max_ahead_s`` of audio time ahead of the newest face/motion frame the node has published.
+    most ``max_ahead_s`` of audio time ahead of the newest face/motion frame the node has published. With
+    ``restamp``, header stamps are moved to the present (keeping their distance to the recording time), as if the
+    conversation were happening now: then a stamp is a wall-clock time, and sound-to-picture latency measurable.
     """
+    from rclpy.serialization import deserialize_message
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -87,7 +90,14 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
                         due = started + (bag_ns - first_ns) / NS_PER_S / rate
                         while (remaining := due - time.monotonic()) > 0:  # spin_once may return early
                             rclpy.spin_once(node, timeout_sec=min(remaining, 0.01))
-                    publishers[connection.topic].publish(bytes(raw))
+                    message: Any = bytes(raw)
+                    if restamp:
+                        message = deserialize_message(message, message_class(connection.msgtype))
+                        if hasattr(message, 'header'):
+                            shift_ns = time.time_ns() - bag_ns
+                            moved = stamp_ns(message.header.stamp) + shift_ns
+                            message.header.stamp.sec, message.header.stamp.nanosec = divmod(moved, NS_PER_S)
+                    publishers[connection.topic].publish(message)
                     published += 1
                 if not loop:
                     break
@@ -223,6 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     play.add_argument('--fast', action='store_true', help='as fast as dystream_node keeps up')
     play.add_argument('--topics', nargs='*', help='only these topics')
     play.add_argument('--loop', action='store_true', help='start over at the end, until Ctrl-C')
+    play.add_argument('--restamp', action='store_true', help='move header stamps to the present')
     rec = sub.add_parser('record', help='record topics into a new bag')
     rec.add_argument('--out', type=Path, required=True)
     rec.add_argument('topics', nargs='+')
@@ -246,7 +257,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the chosen bag action."""
     if args.action == 'replay':
-        count = replay(args.bag, args.rate, args.fast, args.topics, loop=args.loop)
+        count = replay(args.bag, args.rate, args.fast, args.topics, loop=args.loop, restamp=args.restamp)
         print(f'published {count} messages from {args.bag}')
     elif args.action == 'make-demo':
         from dystream_ros.bags import write_conversation_bag

@@ -62,6 +62,7 @@ class DystreamNode(LifecycleNode):
         parameters.declare(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._stage_ms: dict[str, deque[float]] = {}  # generate, render, publish: per frame, last 10 s
         self._messages = dict.fromkeys(STREAMS, 0)
         self._last_log: dict[tuple[str, AudioIssue], float] = {}
         self._unlogged: dict[tuple[str, AudioIssue], int] = {}
@@ -144,13 +145,18 @@ class DystreamNode(LifecycleNode):
         from dystream_ros.model import StreamingGenerator
 
         torch.set_num_threads(settings.num_threads)
-        generator = StreamingGenerator(
-            settings.model_path or None, backend=settings.backend, device=settings.device, seed=settings.seed,
-            steps=settings.steps, num_threads=settings.num_threads,
-            **{name: value for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')
-               if (value := settings.values[name]) >= 0})
+        if settings.generator == 'amplitude':
+            from dystream_ros.runtime.amplitude import AmplitudeGenerator
+
+            generator = AmplitudeGenerator()
+        else:
+            generator = StreamingGenerator(
+                settings.model_path or None, backend=settings.backend, device=settings.device, seed=settings.seed,
+                steps=settings.steps, num_threads=settings.num_threads,
+                **{name: value for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')
+                   if (value := settings.values[name]) >= 0})
         model_lookahead_ms = generator.lookahead_samples * 1000 // 16000
-        if settings.lookahead_ms not in (-1, model_lookahead_ms):
+        if settings.generator == 'dystream' and settings.lookahead_ms not in (-1, model_lookahead_ms):
             msg = (f'lookahead_ms is {settings.lookahead_ms} but the model was trained with {model_lookahead_ms} ms; '
                    f'use -1, or train a model with `dystream train --lookahead-ms {settings.lookahead_ms}`')
             raise DystreamError(msg)
@@ -229,6 +235,7 @@ class DystreamNode(LifecycleNode):
     def _publish(self, outputs: list[FrameOutput]) -> None:
         frame_id = self._settings.frame_id
         for output in outputs:
+            started = time.perf_counter()
             header = Header(stamp=time_message(output.stamp_ns), frame_id=frame_id)
             pitch, yaw, roll = (float(v) for v in output.motion[ROTATION])
             x, y, z, w = rpy_to_quaternion(roll, pitch, yaw)
@@ -249,6 +256,8 @@ class DystreamNode(LifecycleNode):
                 latency=Duration(sec=int(latency_ns // NS_PER_S), nanosec=int(latency_ns % NS_PER_S))))
             self._latencies_ms.append(latency_ns / 1e6)
             self.frames_published += 1
+            for stage, ms in (*output.stage_ms.items(), ('publish', (time.perf_counter() - started) * 1e3)):
+                self._stage_ms.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
 
     def _neck_message(self, header: Header, output: FrameOutput) -> JointTrajectory | JointState:
         command = output.neck
@@ -277,6 +286,8 @@ class DystreamNode(LifecycleNode):
             'frames_published': self.frames_published, 'frames_dropped': dropped,
             'renders_dropped': engine.renders_dropped, 'backend': type(engine.generator).__name__,
             'providers': ','.join(engine.generator.providers),
+            'lookahead_ms': engine.lookahead * 1000 // 16000,
+            **{f'{stage}_ms_mean': round(float(np.mean(ms)), 2) for stage, ms in self._stage_ms.items()},
         }
         for stream, counts in engine.issue_counts().items():
             for issue, count in counts.items():

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rclpy.node import Node
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    'generator': ('dystream', 'amplitude'),
     'backend': ('torch', 'onnx'),
     'device': ('cpu', 'cuda'),
     'renderer': ('stylised', 'photo', 'none'),
@@ -33,6 +34,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # name -> (default, description, range (min, max) for numbers or None)
 _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
+    'generator': ('dystream', 'motion source: dystream (the model) or amplitude (the jaw-follows-loudness baseline '
+                  'that cheap robots use, for comparisons)', None),
     'model_path': ('', 'DyStream weights (.safetensors); empty for the weights shipped with the package', None),
     'backend': ('torch', 'inference backend: torch or onnx (ONNX Runtime, CUDA/TensorRT when available)', None),
     'device': ('cpu', 'torch device for the torch backend: cpu or cuda', None),
@@ -81,7 +84,7 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'neck_smoothing_s': (0.12, 'time constant of the low-pass on the neck targets', (0.0, 2.0)),
     'autostart': (True, 'configure and activate on start (set false to drive the lifecycle yourself)', None),
 }
-READ_ONLY = {'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size', 'self_audio_type',
+READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size', 'self_audio_type',
              'partner_audio_type', 'audio_reliability', 'neck_output', 'neck_joint_names', 'autostart'}
 
 

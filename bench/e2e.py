@@ -1,0 +1,138 @@
+"""Sound-to-picture latency of dystream_node in a real ROS graph, against the amplitude-jaw baseline.
+
+``dystream bench e2e [--json] [--size PX]``
+
+For each system (the shipped DyStream model, then the amplitude baseline through the very same node), this starts
+dystream_node in its own process, replays the demo conversation (65 s) at its recorded pace from a second process
+with its stamps moved to the present (``dystream bag replay --restamp``: a stamp is then the wall-clock time of the
+sound), and receives the face images here, in a third. A frame's latency is the arrival time of its image minus
+the end of the 40 ms of sound it shows: the model's lookahead, the wait for the audio message, generation,
+rendering, publishing and transport. The node's own per-stage means come from its /diagnostics. CPU and memory are
+read from /proc for the node process. The ratio against the baseline is printed with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+FRAME_NS = NS_PER_S // 25
+BAG = Path(__file__).resolve().parent.parent / 'dystream_ros' / 'assets' / 'demo_conversation'
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')  # utime + stime
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(generator: str, size: int, bag: Path) -> dict:
+    """Run the node with ``generator`` on the restamped bag; return its latency figures."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from dystream_ros.msg import FaceMotion
+    from dystream_ros.nodes.conversions import stamp_ns
+
+    context = Context()
+    rclpy.init(context=context)
+    listener = rclpy.create_node('dystream_bench_e2e', context=context)
+    images: list[tuple[int, int]] = []  # (arrival wall ns, stamp ns)
+    indices: list[int] = []
+    diagnostics: list[dict[str, str]] = []
+    listener.create_subscription(Image, 'face/image', lambda m: images.append((time.time_ns(), stamp_ns(
+        m.header.stamp))), qos_profile_sensor_data)
+    listener.create_subscription(FaceMotion, 'face/motion', lambda m: indices.append(m.frame_index),
+                                 QoSProfile(depth=200))
+    listener.create_subscription(DiagnosticArray, '/diagnostics', lambda m: diagnostics.append(
+        {kv.key: kv.value for kv in m.status[0].values}), QoSProfile(depth=10))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(listener)
+    node = subprocess.Popen([sys.executable, '-m', 'dystream_ros.nodes.dystream_node', '--ros-args',
+                             '-p', f'generator:={generator}', '-p', f'image_size:={size}'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
+    rss = []
+    try:
+        deadline = time.monotonic() + 120
+        while not indices and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        if not indices:
+            msg = f'dystream_node ({generator}) did not start'
+            raise RuntimeError(msg)
+        start_ns, cpu_start, wall_start = time.time_ns(), _proc_cpu_s(node.pid), time.monotonic()
+        replay = subprocess.Popen([sys.executable, '-m', 'dystream_ros.cli', 'bag', 'replay', '--restamp', str(bag)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
+        next_sample = 0.0
+        while replay.poll() is None:
+            executor.spin_once(timeout_sec=0.02)
+            if time.monotonic() > next_sample:
+                rss.append(_proc_rss_mb(node.pid))
+                next_sample = time.monotonic() + 1.0
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.02)
+        cpu_percent = 100 * (_proc_cpu_s(node.pid) - cpu_start) / (time.monotonic() - wall_start)
+    finally:
+        node.send_signal(signal.SIGINT)
+        node.wait(timeout=30)
+        executor.shutdown()
+        listener.destroy_node()
+        rclpy.try_shutdown(context=context)
+    latencies = np.array([(arrival - stamp - FRAME_NS) / 1e6 for arrival, stamp in images if stamp >= start_ns])
+    lost = sum(b - a - 1 for a, b in zip(indices, indices[1:]) if b > a + 1)
+    stages = diagnostics[-2] if len(diagnostics) >= 2 else {}
+    return {
+        'latency_p50_ms': round(float(np.percentile(latencies, 50)), 1),
+        'latency_p99_ms': round(float(np.percentile(latencies, 99)), 1),
+        'latency_max_ms': round(float(latencies.max()), 1),
+        'images_measured': int(len(latencies)),
+        'frames_dropped': lost + int(stages.get('frames_dropped', 0)),
+        'renders_dropped': int(stages.get('renders_dropped', 0)),
+        'cpu_percent': round(cpu_percent, 1),
+        'rss_mb': round(max(rss), 1),
+        'stages_ms': {key.removesuffix('_ms_mean').removesuffix('_ms'): float(value) for key, value in stages.items()
+                      if key.endswith('_ms_mean') or key == 'lookahead_ms'},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure both systems and print the figures with their ratio."""
+    parser = argparse.ArgumentParser(prog='dystream bench e2e', description=__doc__.splitlines()[0])
+    parser.add_argument('--json', action='store_true', help='one JSON object on one line')
+    parser.add_argument('--size', type=int, default=512, help='face image size')
+    parser.add_argument('--bag', type=Path, default=BAG, help='the conversation to replay')
+    args = parser.parse_args(argv)
+    model, baseline = measure('dystream', args.size, args.bag), measure('amplitude', args.size, args.bag)
+    report = {
+        **model,
+        'baseline_amplitude': baseline,
+        'latency_p50_ratio_vs_baseline': round(model['latency_p50_ms'] / max(baseline['latency_p50_ms'], 1e-3), 2),
+        'latency_p99_ratio_vs_baseline': round(model['latency_p99_ms'] / max(baseline['latency_p99_ms'], 1e-3), 2),
+        'targets_met': {'latency_p99_ms_le_100': model['latency_p99_ms'] <= 100, 'no_dropped_frames':
+                        model['frames_dropped'] == 0},
+        'image_size': args.size,
+    }
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
