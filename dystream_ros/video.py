@@ -6,6 +6,7 @@ frame, and ffmpeg (shipped inside the imageio-ffmpeg wheel) encodes H.264 video 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -40,16 +41,11 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, audio: np.ndarray | None
             output_params=['-shortest'] if audio_path else None, ffmpeg_log_level='error')
         writer.send(None)  # start ffmpeg
         count = 0
-        for frame in _chain(first, iterator):
+        for frame in itertools.chain([first], iterator):
             writer.send(np.ascontiguousarray(frame, np.uint8))
             count += 1
         writer.close()
     return count
-
-
-def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest
 
 
 def mix(self_audio: np.ndarray, partner_audio: np.ndarray) -> np.ndarray:

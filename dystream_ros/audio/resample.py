@@ -36,6 +36,16 @@ class Resampler:
         self._outputs_made = 0  # output samples produced so far
         self.delay_s = 0.0 if self._passthrough else (taps - 1) / 2 / (self.up * self.rate_hz)
 
+    @property
+    def inputs_seen(self) -> int:
+        """Input samples consumed since the start."""
+        return self._inputs_seen
+
+    @property
+    def outputs_made(self) -> int:
+        """16 kHz samples produced since the start."""
+        return self._outputs_made
+
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed input samples (float32); return the 16 kHz samples that are now complete (float32)."""
         if self._passthrough:

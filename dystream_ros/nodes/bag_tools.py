@@ -182,46 +182,39 @@ def _discover_types(node: Any, topics: list[str], discovery_s: float) -> dict[st
 
 
 def read_conversation(bag: Path, self_topic: str, partner_topic: str) -> tuple[np.ndarray, np.ndarray]:
-    """The two voices of a recorded conversation as 16 kHz mono, placed by their stamps like the node does."""
+    """The two voices of a recorded conversation as 16 kHz mono tracks on one time axis (the earliest stamp of
+    either is sample 0), placed by their stamps; a missing topic is an empty track."""
     from dystream_ros.audio import AudioFormat, Decoder, Resampler
     from dystream_ros.bags import project_typestore
 
     typestore = project_typestore()
-    voices = {}
+    chunks: dict[str, list[tuple[int, np.ndarray]]] = {'self': [], 'partner': []}  # (stamp, 16 kHz audio)
     with _open_reader(bag) as reader:
-        infos = {c.topic: c for c in reader.connections}
+        by_topic = {c.topic: c for c in reader.connections}
         for name, topic in (('self', self_topic), ('partner', partner_topic)):
-            if topic not in infos:
-                voices[name] = np.zeros(0, np.float32)
+            if topic not in by_topic:
                 continue
-            info_topic = f'{topic}_info'
             audio_format = AudioFormat()
-            if info_topic in infos:
-                for connection, _, raw in reader.messages(connections=[infos[info_topic]]):
+            if f'{topic}_info' in by_topic:
+                for connection, _, raw in reader.messages(connections=[by_topic[f'{topic}_info']]):
                     info = typestore.deserialize_cdr(raw, connection.msgtype)
                     audio_format = AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format)
             decoder, resampler = Decoder(audio_format), Resampler(audio_format.sample_rate_hz)
-            pieces: list[tuple[int, np.ndarray]] = []
-            for connection, bag_ns, raw in reader.messages(connections=[infos[topic]]):
+            for connection, bag_ns, raw in reader.messages(connections=[by_topic[topic]]):
                 msg = typestore.deserialize_cdr(raw, connection.msgtype)
                 stamped = hasattr(msg, 'header')
                 data = (msg.audio.data if stamped else msg.data).tobytes()
                 stamp = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec if stamped else bag_ns
-                pieces.append((stamp, resampler.process(decoder.decode(data)[0])))
-            voices[name] = pieces
-    origin = min((p[0][0] for p in voices.values() if len(p)), default=0)
-    out = {}
-    for name, pieces in voices.items():
-        if not len(pieces):
-            out[name] = np.zeros(0, np.float32)
-            continue
-        end = max(int((s - origin) * 16000 // NS_PER_S) + len(a) for s, a in pieces)
-        track = np.zeros(end, np.float32)
-        for stamp, audio in pieces:
-            start = int((stamp - origin) * 16000 // NS_PER_S)
+                chunks[name].append((stamp, resampler.process(decoder.decode(data)[0])))
+    origin = min((stamp for pieces in chunks.values() for stamp, _ in pieces), default=0)
+    tracks = []
+    for pieces in chunks.values():
+        placed = [(int((stamp - origin) * 16000 // NS_PER_S), audio) for stamp, audio in pieces]
+        track = np.zeros(max((start + len(audio) for start, audio in placed), default=0), np.float32)
+        for start, audio in placed:
             track[start:start + len(audio)] = audio
-        out[name] = track
-    return out['self'], out['partner']
+        tracks.append(track)
+    return tracks[0], tracks[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

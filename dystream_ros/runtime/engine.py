@@ -118,8 +118,7 @@ class _Voice:
         samples, issues = self.decoder.decode(data)
         if stamp_ns is None:  # plain AudioData: assume the chunk was captured just before it arrived
             stamp_ns = arrival_ns - len(samples) * NS_PER_S // rate
-        inputs_before = self.resampler._inputs_seen  # noqa: SLF001 - the resampler's own sample clock
-        outputs_before = self.resampler._outputs_made  # noqa: SLF001
+        inputs_before, outputs_before = self.resampler.inputs_seen, self.resampler.outputs_made
         resampled = self.resampler.process(samples)
         if len(resampled):
             # the stamp of the first output sample: its time in the input, less the resampling filter's delay
