@@ -26,6 +26,7 @@ import numpy as np
 NS_PER_S = 1_000_000_000
 FRAME_NS = NS_PER_S // 25
 BAG = Path(__file__).resolve().parent.parent / 'dystream_ros' / 'assets' / 'demo_conversation'
+LATENCIES: dict[str, np.ndarray] = {}  # per system, for the plots
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -97,6 +98,7 @@ def measure(generator: str, size: int, bag: Path) -> dict:
         listener.destroy_node()
         rclpy.try_shutdown(context=context)
     latencies = np.array([(arrival - stamp - FRAME_NS) / 1e6 for arrival, stamp in images if stamp >= start_ns])
+    LATENCIES[generator] = latencies
     lost = sum(b - a - 1 for a, b in zip(indices, indices[1:]) if b > a + 1)
     stages = diagnostics[-2] if len(diagnostics) >= 2 else {}
     return {
@@ -113,12 +115,39 @@ def measure(generator: str, size: int, bag: Path) -> dict:
     }
 
 
+def plot(report: dict, folder: Path) -> Path:
+    """Latency histograms of both systems and the model's per-stage bars, as one PNG."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, (hist, bars) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={'width_ratios': [2, 1]})
+    for name, colour in (('dystream', 'C0'), ('amplitude', 'C7')):
+        hist.hist(LATENCIES[name], bins=60, alpha=0.7, color=colour, label=f'{name} (p99 '
+                  f'{np.percentile(LATENCIES[name], 99):.0f} ms)')
+    hist.axvline(100, color='red', linestyle='--', linewidth=0.8, label='100 ms')
+    hist.set_xlabel('sound-to-picture latency (ms): image arrival minus the end of its 40 ms of sound')
+    hist.legend(fontsize=8)
+    stages = report['stages_ms']
+    bars.barh(list(stages), list(stages.values()), color='C0')
+    bars.set_xlabel('ms (node means)')
+    bars.set_title('where the time goes (DyStream)', fontsize=9)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / 'latency.png'
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure both systems and print the figures with their ratio."""
     parser = argparse.ArgumentParser(prog='dystream bench e2e', description=__doc__.splitlines()[0])
     parser.add_argument('--json', action='store_true', help='one JSON object on one line')
     parser.add_argument('--size', type=int, default=512, help='face image size')
     parser.add_argument('--bag', type=Path, default=BAG, help='the conversation to replay')
+    parser.add_argument('--plots', type=Path, help='folder for latency.png (e.g. docs)')
     args = parser.parse_args(argv)
     model, baseline = measure('dystream', args.size, args.bag), measure('amplitude', args.size, args.bag)
     report = {
@@ -130,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                         model['frames_dropped'] == 0},
         'image_size': args.size,
     }
+    if args.plots:
+        report['plot'] = str(plot(report, args.plots))
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
 
