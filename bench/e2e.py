@@ -41,7 +41,7 @@ def _proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(generator: str, size: int, bag: Path) -> dict:
+def measure(generator: str, size: int, bag: Path, backend: str = 'torch') -> dict:
     """Run the node with ``generator`` on the restamped bag; return its latency figures."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -68,7 +68,7 @@ def measure(generator: str, size: int, bag: Path) -> dict:
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(listener)
     node = subprocess.Popen([sys.executable, '-m', 'dystream_ros.nodes.dystream_node', '--ros-args',
-                             '-p', f'generator:={generator}', '-p', f'image_size:={size}'],
+                             '-p', f'generator:={generator}', '-p', f'image_size:={size}', '-p', f'backend:={backend}'],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
     rss = []
     try:
@@ -148,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--size', type=int, default=512, help='face image size')
     parser.add_argument('--bag', type=Path, default=BAG, help='the conversation to replay')
     parser.add_argument('--plots', type=Path, help='folder for latency.png (e.g. docs)')
+    parser.add_argument('--backend', choices=['torch', 'onnx'], default='torch', help="the model's backend")
     args = parser.parse_args(argv)
-    model, baseline = measure('dystream', args.size, args.bag), measure('amplitude', args.size, args.bag)
+    model = measure('dystream', args.size, args.bag, args.backend)
+    baseline = measure('amplitude', args.size, args.bag)
     report = {
         **model,
         'baseline_amplitude': baseline,
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         'latency_p99_ratio_vs_baseline': round(model['latency_p99_ms'] / max(baseline['latency_p99_ms'], 1e-3), 2),
         'targets_met': {'latency_p99_ms_le_100': model['latency_p99_ms'] <= 100, 'no_dropped_frames':
                         model['frames_dropped'] == 0},
-        'image_size': args.size,
+        'image_size': args.size, 'backend': args.backend,
     }
     if args.plots:
         report['plot'] = str(plot(report, args.plots))
