@@ -264,10 +264,11 @@ class DystreamNode(LifecycleNode):
         if self._settings.neck_output == 'joint_state':
             return JointState(header=header, name=list(command.names), position=command.positions.tolist(),
                               velocity=command.velocities.tolist())
-        # reach the pose one frame period after the frame is shown (the trajectory starts at the frame's audio
-        # time, and a controller drops points already in the past)
-        reach_ns = max(self._now_ns() - output.completed_ns, 0) + NS_PER_S // 25 + (
-            output.completed_ns - output.stamp_ns if abs(output.completed_ns - output.stamp_ns) < NS_PER_S else 0)
+        # A trajectory controller starts the trajectory at header.stamp, the frame's audio time, so the point is
+        # due one frame period after now; stamps on another clock (an old bag) get it one frame after the stamp.
+        now = self._now_ns()
+        live = abs(now - output.stamp_ns) < NS_PER_S
+        reach_ns = (now - output.stamp_ns if live else 0) + NS_PER_S // 25
         point = JointTrajectoryPoint(positions=command.positions.tolist(), velocities=command.velocities.tolist(),
                                      time_from_start=Duration(sec=int(reach_ns // NS_PER_S),
                                                               nanosec=int(reach_ns % NS_PER_S)))
