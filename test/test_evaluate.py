@@ -27,7 +27,7 @@ def test_the_report_has_every_figure_for_the_model_and_both_baselines(report_and
     assert report['real_speech']['clips'] >= 10
     assert abs(report['online_offline_gap']) <= 0.05
     assert report['seed_diversity'] > 0
-    assert set(report['drift_10min']) == {'model', 'amplitude'}
+    assert set(report['drift_10min']) == {'model', 'amplitude', 'teacher'}
     assert all(math.isfinite(v) for v in report['drift_10min'].values())
 
 

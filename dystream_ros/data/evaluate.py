@@ -140,7 +140,9 @@ def _drift(systems: dict[str, Any], minutes: float) -> dict[str, float]:
     self_audio = np.concatenate([p.self_audio for p in pieces])[: int(minutes * 60 * 16000)]
     partner_audio = np.concatenate([p.partner_audio for p in pieces])[: len(self_audio)]
     window = min(int(60 * 25), len(self_audio) // 640 // 3)
-    out = {}
+    # the teacher of the same conversations: how much the statistics change because the minutes differ
+    teacher = np.concatenate([p.motion for p in pieces])[: len(self_audio) // 640]
+    out = {'teacher': round(metrics.statistics_drift(teacher, window), 3)}
     for name, generator in systems.items():
         generator.reset()
         motion = np.stack(list(stream_motion(generator, self_audio, partner_audio)))
@@ -196,12 +198,16 @@ def plot(report: dict[str, Any], traces: dict[str, Any], folder: Path) -> list[P
     return written
 
 
-TARGETS = {  # the bar the shipped model is held to (issue 5)
-    ('heldout_tts', 'lipsync_corr'): '>= 0.75 and above the amplitude baseline',
-    ('real_speech', 'lipsync_corr'): '>= 0.6 and above the amplitude baseline',
-    ('heldout_tts', 'lipsync_lag_frames'): '|lag| <= 1', ('real_speech', 'lipsync_lag_frames'): '|lag| <= 1',
-    ('heldout_tts', 'silence_closed'): '>= 0.9', ('real_speech', 'silence_closed'): '>= 0.9',
-    ('heldout_tts', 'listening_nod_ratio'): '>= 2',
+TARGETS = {  # the bar the shipped model is held to (issue 5): (text, test of the model's value against the row)
+    ('heldout_tts', 'lipsync_corr'): ('>= 0.75 and above the amplitude baseline',
+                                      lambda v, row: v >= 0.75 and v > row['amplitude']['lipsync_corr']),
+    ('real_speech', 'lipsync_corr'): ('>= 0.6 and above the amplitude baseline',
+                                      lambda v, row: v >= 0.6 and v > row['amplitude']['lipsync_corr']),
+    ('heldout_tts', 'lipsync_lag_frames'): ('abs(lag) <= 1', lambda v, row: abs(v) <= 1),
+    ('real_speech', 'lipsync_lag_frames'): ('abs(lag) <= 1', lambda v, row: abs(v) <= 1),
+    ('heldout_tts', 'silence_closed'): ('>= 0.9', lambda v, row: v >= 0.9),
+    ('real_speech', 'silence_closed'): ('>= 0.9', lambda v, row: v >= 0.9),
+    ('heldout_tts', 'listening_nod_ratio'): ('>= 2', lambda v, row: v >= 2),
 }
 
 
@@ -220,18 +226,22 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
         systems = [s for s in ('model', 'amplitude', 'teacher') if s in figures]
         keys = list(figures['model'])
         lines += [f'## {title}', '', f'{figures["clips"]} clips, {figures["seconds"]} s.', '',
-                  '| metric | ' + ' | '.join(systems) + ' | target |', '|---' * (len(systems) + 2) + '|']
+                  '| metric | ' + ' | '.join(systems) + ' | target | model meets it |', '|---' * (len(systems) + 3) + '|']
         for key in keys:
             row = ' | '.join(str(figures[s].get(key, '')) for s in systems)
-            lines.append(f'| `{key}` | {row} | {TARGETS.get((set_name, key), "")} |')
+            text, test = TARGETS.get((set_name, key), ('', None))
+            met = '' if test is None else 'yes' if test(figures['model'][key], figures) else '**no**'
+            lines.append(f'| `{key}` | {row} | {text} | {met} |')
         lines.append('')
     drift = report['drift_10min']
     lines += ['## Streaming, sampling and long runs', '', '| metric | value | target |', '|---|---|---|',
               f'| `online_offline_gap` (offline minus streaming `lipsync_corr`, held-out TTS) | '
-              f'{report["online_offline_gap"]} | <= 0.05 |',
+              f'{report["online_offline_gap"]} | <= 0.05 (the streaming model computes exactly the offline frames) |',
               f'| `seed_diversity` (mean motion difference across seeds) | {report["seed_diversity"]} | > 0 |',
               f'| `drift_10min` model ({report["drift_minutes"]} min stream; first vs last minute) | {drift["model"]} | ~0 |',
-              f'| `drift_10min` amplitude baseline | {drift["amplitude"]} | |', '',
+              f'| `drift_10min` amplitude baseline | {drift["amplitude"]} | |',
+              f'| `drift_10min` corpus teacher on the same conversations (the drift the content itself causes) | '
+              f'{drift["teacher"]} | |', '',
               '![metrics](eval_metrics.png)', '', '![jaw traces](eval_traces.png)', '']
     path.write_text('\n'.join(lines))
 
