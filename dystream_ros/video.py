@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, read_any_audio
 from dystream_ros.errors import DataError
 
 
@@ -89,18 +89,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0)
 
 
-def _load_any_wav(path: Path) -> np.ndarray:
-    """A wav of any rate and channel count, as 16 kHz mono (``read_audio`` insists on the training format)."""
-    from dystream_ros.data.tts import to_16k
-
-    try:
-        audio, rate = soundfile.read(path, dtype='float32', always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        msg = f'cannot read audio file {path}: {exc}'
-        raise DataError(msg) from None
-    return to_16k(audio.mean(axis=1), rate)
-
-
 def run(args: argparse.Namespace) -> int:
     """Render the video with a progress bar."""
     from tqdm import tqdm
@@ -108,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from dystream_ros.face.renderers import make_renderer
     from dystream_ros.model import StreamingGenerator
 
-    self_audio = _load_any_wav(args.self_wav)
-    partner_audio = _load_any_wav(args.partner) if args.partner else np.zeros_like(self_audio)
+    self_audio = read_any_audio(args.self_wav)
+    partner_audio = read_any_audio(args.partner) if args.partner else np.zeros_like(self_audio)
     generator = StreamingGenerator(args.model, backend=args.backend, seed=args.seed)
     renderer = make_renderer('photo' if args.avatar else 'stylised', args.size, args.avatar)
     total = (max(len(self_audio), len(partner_audio)) + SAMPLES_PER_FRAME - 1) // SAMPLES_PER_FRAME

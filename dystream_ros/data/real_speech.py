@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
-from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ
+from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ, read_any_audio
 from dystream_ros.data.teacher import MOUTH_NAMES, mouth_track
-from dystream_ros.data.tts import Phone, to_16k
+from dystream_ros.data.tts import Phone
 from dystream_ros.errors import DataError
 
 LIBRIVOX_DIR = Path('/usr/share/pocketsphinx/test/data/librivox')
@@ -72,11 +71,6 @@ def align(audio: np.ndarray, text: str) -> list[Phone]:
             for word in alignment for p in word if p.name not in _SILENCES]
 
 
-def _read_16k(path: Path) -> np.ndarray:
-    audio, rate = soundfile.read(path, dtype='float32', always_2d=True)
-    return to_16k(audio.mean(axis=1), rate)
-
-
 def real_clips() -> list[RealClip]:
     """Every real recording found on this machine, aligned; raise DataError if the packages are missing."""
     clips = []
@@ -85,12 +79,12 @@ def real_clips() -> list[RealClip]:
         for line in transcription.read_text().splitlines():
             match = re.fullmatch(r'<s>(.*)</s> \((\S+)\)', line.strip())
             if match and (LIBRIVOX_DIR / f'{match[2]}.wav').is_file():
-                audio = _read_16k(LIBRIVOX_DIR / f'{match[2]}.wav')
+                audio = read_any_audio(LIBRIVOX_DIR / f'{match[2]}.wav')
                 clips.append(RealClip(f'librivox/{match[2]}', audio, match[1].strip(), align(audio, match[1])))
     for path in sorted(ALSA_SOUNDS_DIR.glob('*.wav')):
         if path.stem == 'Noise':
             continue
-        audio = _read_16k(path)
+        audio = read_any_audio(path)
         text = path.stem.replace('_', ' ')
         clips.append(RealClip(f'alsa/{path.stem}', audio, text, align(audio, text)))
     if not clips:

@@ -60,17 +60,31 @@ def write_sample(root: Path, sample: Sample) -> Path:
     return folder
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """Read a 16 kHz mono wav as float32; raise DataError naming the file if it is anything else."""
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """(samples (S, channels) float32, rate) of an audio file; DataError naming the file if it cannot be read."""
     try:
         audio, rate = soundfile.read(path, dtype='float32', always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         msg = f'cannot read audio file {path}: {exc}'
         raise DataError(msg) from None
+    return audio, int(rate)
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """Read a 16 kHz mono wav as float32; raise DataError naming the file if it is anything else."""
+    audio, rate = _read_wav(path)
     if rate != SAMPLE_RATE_HZ or audio.shape[1] != 1:
         msg = f'{path}: expected {SAMPLE_RATE_HZ} Hz mono, got {rate} Hz with {audio.shape[1]} channels'
         raise DataError(msg)
     return audio[:, 0]
+
+
+def read_any_audio(path: Path) -> np.ndarray:
+    """Read an audio file of any rate and channel count as 16 kHz mono float32 (channels averaged)."""
+    from dystream_ros.data.tts import to_16k
+
+    audio, rate = _read_wav(path)
+    return to_16k(audio.mean(axis=1), rate)
 
 
 def read_sample(folder: Path) -> Sample:
