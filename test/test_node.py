@@ -207,3 +207,28 @@ def test_invalid_parameters_stop_the_node_with_a_message_naming_them(parameter: 
                             cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert expected in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize('attempt', range(3))
+def test_sigterm_while_publishing_is_a_clean_shutdown(attempt: int) -> None:
+    context = Context()
+    rclpy.init(context=context)
+    listener = rclpy.create_node('sigterm_listener', context=context)
+    frames: list[FaceMotion] = []
+    listener.create_subscription(FaceMotion, 'face/motion', frames.append, QoSProfile(depth=10))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(listener)
+    node = subprocess.Popen(_python_module('dystream_ros.nodes.dystream_node', '--ros-args', '-p', 'renderer:=none'),
+                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(frames) < 10 + 7 * attempt and time.monotonic() < deadline:  # stop at different moments
+            executor.spin_once(timeout_sec=0.02)
+    finally:
+        node.send_signal(signal.SIGTERM)
+        output = node.communicate(timeout=30)[0]
+        executor.shutdown()
+        listener.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert frames
+    assert node.returncode == 0 and 'Traceback' not in output, output[-2000:]

@@ -233,6 +233,8 @@ class DystreamNode(LifecycleNode):
             self._publish(self._engine.poll(self._now_ns()))
 
     def _publish(self, outputs: list[FrameOutput]) -> None:
+        if not self.context.ok():  # shutting down (a signal): nothing can be published any more
+            return
         frame_id = self._settings.frame_id
         for output in outputs:
             started = time.perf_counter()
@@ -321,6 +323,11 @@ def main(args: list[str] | None = None) -> int:
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        # SIGTERM shuts the context down from its handler; a callback that was publishing at that moment fails
+        # with an invalid context. That is the shutdown asked for, not an error; anything else is re-raised.
+        if rclpy.ok():
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
