@@ -116,3 +116,15 @@ def test_windows_skip_frames_the_tracker_lost(tmp_path: Path) -> None:
     assert motion.shape == (3, 10, 58) and own.shape == partner.shape
     with pytest.raises(DataError, match='consecutive valid frames'):
         WindowDataset(tmp_path, ModelConfig(context_frames=30), window_frames=31)
+
+
+def test_cosine_decay_warms_up_then_falls_to_a_tenth() -> None:
+    from dystream_ros.model.train import _lr
+    cosine = TrainConfig(Path(), Path(), steps=1000, lr=1e-3, warmup_steps=100, lr_decay='cosine')
+    constant = TrainConfig(Path(), Path(), steps=1000, lr=1e-3, warmup_steps=100)
+    assert _lr(cosine, 49) == _lr(constant, 49) == pytest.approx(5e-4)  # the same warm-up
+    assert _lr(cosine, 100) == pytest.approx(1e-3)
+    rates = [_lr(cosine, step) for step in range(100, 1000)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert rates[-1] == pytest.approx(1e-4)
+    assert _lr(constant, 999) == pytest.approx(1e-3)

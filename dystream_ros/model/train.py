@@ -2,7 +2,7 @@
 
 The recipe follows the paper code (``main.py`` MAIN:85-224, ``configs/motion_gen/sample.yaml``): flow-matching x0
 loss with context corruption and the last-5-frames weight (:meth:`DyStream.forward`), AdamW (betas 0.9/0.999, weight
-decay 0.01) with a linear warm-up to a constant learning rate, and an EMA of the weights (decay 0.999 with the
+decay 0.01) with a linear warm-up to a constant learning rate (or, with ``--lr-decay cosine``, a cosine decay), and an EMA of the weights (decay 0.999 with the
 ``(1 + n) / (10 + n)`` warm-up of torch_ema) whose weights are the ones saved for inference. Differences: gradient
 clipping at 1.0 by default (the paper config names 0.99 but never applies it), and motion normalisation.
 
@@ -58,6 +58,7 @@ class TrainConfig:
     lr: float = 3e-4  # peak AdamW learning rate (the paper's production value is unknown; its fork uses 5e-5)
     weight_decay: float = 0.01  # paper code value; applied to matrices only
     warmup_steps: int = 1000  # linear warm-up, then constant (paper: constant_with_warmup, 1000)
+    lr_decay: str = 'constant'  # after warm-up: 'constant' (paper) or 'cosine' (down to 10 % at the last step)
     ema_decay: float = 0.999  # paper code value
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     seed: int = 0
@@ -106,7 +107,11 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.lr_decay == 'constant' or step < cfg.warmup_steps:
+        return cfg.lr * warm
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - 1 - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
 def _save(out: Path, model: DyStream, ema: EMA, optimizer: torch.optim.Optimizer, step: int,
@@ -283,6 +288,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=int, default=defaults.batch_size, help='windows per process and step')
     parser.add_argument('--lr', type=float, default=defaults.lr, help='peak learning rate')
     parser.add_argument('--warmup-steps', type=int, default=defaults.warmup_steps)
+    parser.add_argument('--lr-decay', choices=['constant', 'cosine'], default=defaults.lr_decay,
+                        help='learning rate after the warm-up: constant (the paper), or a cosine down to 10 %%')
     parser.add_argument('--weight-decay', type=float, default=defaults.weight_decay)
     parser.add_argument('--ema-decay', type=float, default=defaults.ema_decay)
     parser.add_argument('--grad-clip', type=float, default=defaults.grad_clip, help='0 disables clipping')
@@ -309,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume or args.config or overrides:  # on resume, only an explicit request is checked
         model_config = ModelConfig.preset(args.config or 'tiny').replace(**overrides)
     cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
+                      weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_decay=args.lr_decay, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every,
                       log_every=args.log_every, window_frames=args.window_frames, device=args.device,
                       resume=args.resume, progress=not args.no_progress)
