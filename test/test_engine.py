@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from dystream_ros.audio import AudioFormat, AudioIssue
 from dystream_ros.face.motion import index_of
@@ -115,3 +116,35 @@ def test_an_engine_that_stalled_skips_ahead_instead_of_lagging_for_ever() -> Non
     assert engine.frames_dropped > 100
     assert outputs and outputs[-1].index == 8 * 25 - 2  # the newest frame whose deadline has passed
     assert [o.index for o in outputs] == list(range(outputs[0].index, outputs[-1].index + 1))
+
+
+def _push_real_time(engine: FaceEngine, pcm: bytes, frame_bytes: int, true_rate: int, seconds: float,
+                    chunk_s: float = 0.032) -> list[AudioIssue]:
+    """Publish ``pcm`` recorded at ``true_rate`` in real time, stamped with capture times (whatever is declared)."""
+    issues = []
+    step = int(true_rate * chunk_s) * frame_bytes
+    for k in range(int(seconds / chunk_s)):
+        stamp = int(k * chunk_s * NS)
+        issues += engine.push('self', pcm[k * step:(k + 1) * step], stamp, stamp + int(chunk_s * NS))
+        engine.poll(stamp + int(chunk_s * NS))
+    return issues
+
+
+def test_a_wrong_declared_rate_or_channel_count_is_reported_with_the_rate_it_carries() -> None:
+    audio = _bursts(4.0, rate=48000)
+    engine = FaceEngine(AmplitudeGenerator(), start_ns=0)  # declared: 16 kHz mono (the default)
+    issues = _push_real_time(engine, _s16(audio), 2, 48000, 4.0)
+    assert AudioIssue.RATE_MISMATCH in issues
+    assert engine.voices['self'].timeline.rate_check.ratio == pytest.approx(3.0, rel=0.02)  # 48 kHz, read as 16 kHz
+    stereo = np.repeat(_bursts(4.0, rate=16000), 2)  # interleaved stereo, declared mono
+    engine = FaceEngine(AmplitudeGenerator(), start_ns=0)
+    assert AudioIssue.RATE_MISMATCH in _push_real_time(engine, _s16(stereo), 2, 32000, 4.0)
+    assert engine.voices['self'].timeline.rate_check.ratio == pytest.approx(2.0, rel=0.02)
+    # declared right: no report, even with pauses in publishing (a TTS that talks in bursts)
+    engine = FaceEngine(AmplitudeGenerator(), start_ns=0, formats={'self': AudioFormat(48000, 1, 'S16LE')})
+    issues = _push_real_time(engine, _s16(audio), 2, 48000, 4.0)
+    pcm = _s16(audio)
+    for k in range(60):  # half-second messages with 0.2 s pauses between them
+        stamp = 5 * NS + k * 700 * MS
+        issues += engine.push('self', pcm[:48000], stamp, stamp + 500 * MS)
+    assert AudioIssue.RATE_MISMATCH not in issues

@@ -1,4 +1,5 @@
-"""dystream_node fed bad audio keeps publishing, says what is wrong once per burst, and counts it."""
+"""dystream_node fed bad audio keeps publishing, says what is wrong once per burst, and counts it; it also tells
+a stream whose declared format does not match its audio (stereo sent as mono)."""
 from __future__ import annotations
 
 import os
@@ -67,6 +68,11 @@ def test_bad_audio_is_repaired_logged_once_per_burst_and_counted() -> None:
                 nan[::7] = np.nan
             publish(partner_pub, nan.tobytes(), stamp)
             spin(0.032)
+        for k in range(100, 200):  # then the partner's microphone sends stereo, still declared mono
+            stamp = start + k * 32_000_000
+            publish(self_pub, (tone * 32767).astype('<i2').tobytes(), stamp)
+            publish(partner_pub, np.repeat(tone, 2).tobytes(), stamp)
+            spin(0.032)
         spin(2.5)
         frames = len(motion)
     finally:
@@ -87,3 +93,6 @@ def test_bad_audio_is_repaired_logged_once_per_burst_and_counted() -> None:
     assert int(values['self_audio_empty']) == 10
     assert int(values['partner_audio_not_finite']) == 10
     assert int(values['self_audio_too_large']) >= 1
+    (mismatch,) = [line for line in log.splitlines() if 'does not fit the time between its stamps' in line]
+    assert 'partner_audio' in mismatch and 'more likely 32000 samples per second' in mismatch, mismatch
+    assert int(values['partner_audio_rate_mismatch']) >= 1

@@ -1,8 +1,9 @@
-"""dystream_node through faults a robot meets: voices that stop or stall, a subscriber that is too slow, and a
-weights file that is corrupt."""
+"""dystream_node through faults a robot meets: voices that stop or stall, a subscriber that is too slow, one that
+disappears, and a weights file that is corrupt."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -23,9 +24,19 @@ from dystream_ros.nodes.conversions import time_message
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 512
+# a display that subscribes to the face images and then dies without saying goodbye (a crash, a pulled cable)
+DISPLAY = """
+import rclpy, sys
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node('doomed_display')
+node.create_subscription(Image, 'face/image', lambda m: print('image', flush=True), qos_profile_sensor_data)
+rclpy.spin(node)
+"""
 
 
-def test_stalls_stops_and_a_slow_subscriber_do_not_stop_the_face() -> None:
+def test_stalls_stops_and_slow_or_vanishing_subscribers_do_not_stop_the_face() -> None:
     robot, _ = conversation(4, 'heldout', 9, 12.0)
     context = Context()
     rclpy.init(context=context)
@@ -49,13 +60,16 @@ def test_stalls_stops_and_a_slow_subscriber_do_not_stop_the_face() -> None:
     slow_thread_executor.add_node(slow_node)
     slow_thread = threading.Thread(target=slow_thread_executor.spin, daemon=True)
     face = subprocess.Popen([sys.executable, '-m', 'dystream_ros.nodes.dystream_node', '--ros-args', '-p',
-                             'renderer:=none'], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                             'image_size:=128'], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    display = subprocess.Popen([sys.executable, '-c', DISPLAY], env=dict(os.environ), stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not fast and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
         assert fast, 'the node never started'
+        assert select.select([display.stdout], [], [], 30)[0], 'the display received no image'
+        assert display.stdout.readline().strip() == 'image'
         slow_thread.start()
         pcm = {name: (np.clip(audio, -1, 1) * 32767).astype('<i2') for name, audio in
                (('self', robot.self_audio), ('partner', robot.partner_audio))}
@@ -63,7 +77,10 @@ def test_stalls_stops_and_a_slow_subscriber_do_not_stop_the_face() -> None:
         n_chunks = len(pcm['self']) // CHUNK
         partner_stops = n_chunks // 3  # the partner's stream ends mid-conversation, for good
         stall = (n_chunks // 2, n_chunks // 2 + int(5 * 16000 / CHUNK))  # the robot's voice stalls 5 s
+        display_dies = n_chunks // 4
         for k in range(n_chunks + (stall[1] - stall[0])):
+            if k == display_dies:
+                display.kill()
             due = started + (k + 1) * CHUNK / 16000
             while time.monotonic() < due:
                 executor.spin_once(timeout_sec=0.002)
@@ -80,6 +97,8 @@ def test_stalls_stops_and_a_slow_subscriber_do_not_stop_the_face() -> None:
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.01)
     finally:
+        display.kill()
+        display.wait(timeout=10)
         face.send_signal(signal.SIGINT)
         log = face.communicate(timeout=30)[0]
         slow_thread_executor.shutdown()

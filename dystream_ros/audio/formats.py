@@ -39,6 +39,9 @@ class AudioIssue(enum.Enum):
     LATE = 'audio arrived after its frame was generated (dropped)'
     CLOCK_JUMP = 'the stamps jumped backwards or far forwards (e.g. a bag looping): re-synchronised'
     FORMAT_CHANGED = 'the audio format changed mid-stream (decoding with the new one)'
+    RATE_MISMATCH = ('read as declared, the audio does not fit the time between its stamps: the declared sample '
+                     'rate or channel count is wrong (fix AudioInfo or the node\'s *_sample_rate / *_channels), or '
+                     'the stamps are not capture times')
 
 
 @dataclass(frozen=True)

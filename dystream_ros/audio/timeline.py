@@ -9,12 +9,48 @@ replayed as fast as possible): they are placed by their stamps. Publishers jitte
 """
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from dystream_ros.audio.formats import AudioIssue
 from dystream_ros.audio.resample import TARGET_RATE_HZ
 
 NS_PER_S = 1_000_000_000
+
+
+class RateCheck:
+    """Whether a stream's audio, read at its declared format, fills the time between its stamps.
+
+    A publisher that declares the wrong sample rate or channel count (48 kHz sent as 16 kHz, stereo as mono) sends
+    messages a fixed factor longer or shorter than the time between their stamps, so every message looks like an
+    overlap or a gap. A real gap (a pause in publishing) is one odd step among regular ones: the check wants the same
+    factor in most of the last ``window`` messages before it reports. Steps longer than ``max_step_s`` are pauses
+    between utterances (a TTS that publishes each sentence whole), not the pace of a stream, and are not counted.
+    """
+
+    def __init__(self, window: int = 25, tolerance: float = 0.15, max_step_s: float = 0.5) -> None:
+        self.tolerance = tolerance
+        self.max_step_ns = int(max_step_s * NS_PER_S)
+        self._ratios: deque[float] = deque(maxlen=window)  # message duration / time to the next stamp
+        self._previous: tuple[int, int] | None = None  # (stamp, duration) of the previous message
+        self.ratio = 1.0  # audio time per stamp time, as last measured in a mismatch: 3.0 for 48 kHz read as 16 kHz
+
+    def add(self, stamp_ns: int, duration_ns: int) -> bool:
+        """Note one message; True when the last ``window`` messages show a mismatch (then once per window)."""
+        previous, self._previous = self._previous, (stamp_ns, duration_ns)
+        if previous is None or not 0 < stamp_ns - previous[0] <= self.max_step_ns:  # first, out of order, a pause
+            return False
+        self._ratios.append(previous[1] / (stamp_ns - previous[0]))
+        if len(self._ratios) < (self._ratios.maxlen or 0):
+            return False
+        ratios = np.array(self._ratios)
+        ratio = float(np.median(ratios))
+        if abs(ratio - 1.0) <= self.tolerance or np.mean(np.abs(ratios / ratio - 1.0) <= 0.1) < 0.8:
+            return False
+        self.ratio = ratio
+        self._ratios.clear()
+        return True
 
 
 class StreamTimeline:
@@ -33,6 +69,7 @@ class StreamTimeline:
         self.last_arrival_ns: int | None = None
         self._offset_ns: int | None = None  # engine time = stamp + offset
         self._last_stamp_end_ns = 0  # stream clock: where the previous chunk ended
+        self.rate_check = RateCheck()
 
     def _index_of(self, engine_time_ns: int) -> int:
         return round((engine_time_ns - self.epoch_ns) * TARGET_RATE_HZ / NS_PER_S)
@@ -60,6 +97,8 @@ class StreamTimeline:
             # push the stream minutes ahead of the clock, so it is dropped and the audio around it is kept
             return [AudioIssue.TOO_LARGE]
         duration_ns = n * NS_PER_S // TARGET_RATE_HZ
+        if self.rate_check.add(stamp_ns, duration_ns):
+            issues.append(AudioIssue.RATE_MISMATCH)
         if self._offset_ns is None:  # the first chunk: a live chunk ends when it arrives
             self._offset_ns = arrival_ns - duration_ns - stamp_ns
             if shared_offset_ns is not None and abs(shared_offset_ns - self._offset_ns) <= self.resync_threshold_ns:

@@ -224,7 +224,14 @@ class DystreamNode(LifecycleNode):
             key = (stream, issue)
             self._unlogged[key] = self._unlogged.get(key, 0) + 1
             if now - self._last_log.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
-                self.get_logger().warning(f'{stream}_audio: {issue.value} ({self._unlogged[key]}x)')
+                detail = ''
+                if issue is AudioIssue.RATE_MISMATCH and self._engine is not None:
+                    voice = self._engine.voices[stream]
+                    declared = voice.decoder.format
+                    detail = (f'; read as {declared.sample_rate_hz} Hz x {declared.channels} channel(s) it lasts '
+                              f'{voice.timeline.rate_check.ratio:.2f}x the time between stamps, so it is more likely '
+                              f'{declared.sample_rate_hz * voice.timeline.rate_check.ratio:.0f} samples per second')
+                self.get_logger().warning(f'{stream}_audio: {issue.value}{detail} ({self._unlogged[key]}x)')
                 self._last_log[key], self._unlogged[key] = now, 0
 
     # ----- output --------------------------------------------------------------------------------------------
