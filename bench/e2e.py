@@ -1,10 +1,11 @@
 """Sound-to-picture latency of dystream_node in a real ROS graph, against the amplitude-jaw baseline.
 
-``dystream bench e2e [--json] [--size PX]``
+``dystream bench e2e [--json] [--size PX] [--chunk-ms MS]``
 
 For each system (the shipped DyStream model, then the amplitude baseline through the very same node), this starts
-dystream_node in its own process, replays the demo conversation (65 s) at its recorded pace from a second process
-with its stamps moved to the present (``dystream bag replay --restamp``: a stamp is then the wall-clock time of the
+dystream_node in its own process, replays the demo conversation (65 s, re-cut into ``--chunk-ms`` audio messages:
+10 ms by default, as audio_capture_node sends) at its recorded pace from a second process with its stamps moved to
+the present (``dystream bag replay --restamp``: a stamp is then the wall-clock time of the
 sound), and receives the face images here, in a third. A frame's latency is the arrival time of its image minus
 the end of the 40 ms of sound it shows: the model's lookahead, the wait for the audio message, generation,
 rendering, publishing and transport. The node's own per-stage means come from its /diagnostics. CPU and memory are
@@ -18,14 +19,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from dystream_ros.resources import demo_bag
+
 NS_PER_S = 1_000_000_000
 FRAME_NS = NS_PER_S // 25
-BAG = Path(__file__).resolve().parent.parent / 'dystream_ros' / 'assets' / 'demo_conversation'
+SOUND_MARGIN_NS = NS_PER_S // 5  # a frame's sound ends a frame and the lookahead after its stamp
 LATENCIES: dict[str, np.ndarray] = {}  # per system, for the plots
 
 
@@ -54,18 +58,28 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from dystream_ros.msg import FaceMotion
+    from dystream_ros.msg import AudioDataStamped, FaceMotion
     from dystream_ros.nodes.conversions import stamp_ns
 
     context = Context()
     rclpy.init(context=context)
     listener = rclpy.create_node('dystream_bench_e2e', context=context)
-    images: list[tuple[int, int]] = []  # (arrival wall ns, stamp ns)
+    images: list[tuple[int, int]] = []  # (arrival wall ns as the middleware saw it, stamp ns)
     indices: list[int] = []
     motion: list[tuple[float, np.ndarray]] = []  # (arrival, blendshapes + pose) for the drift of a soak
     diagnostics: list[dict[str, str]] = []
-    listener.create_subscription(Image, 'face/image', lambda m: images.append((time.time_ns(), stamp_ns(
-        m.header.stamp))), qos_profile_sensor_data)
+    # the arrival is the middleware's receive time, so this process being busy does not count as latency
+    listener.create_subscription(Image, 'face/image', lambda m, info: images.append((info['received_timestamp'],
+                                 stamp_ns(m.header.stamp))), qos_profile_sensor_data)
+    # frames from before the first sound reached the node (the replay starting up) or after the last (it ended)
+    # show no sound, so they have no sound-to-picture latency: only frames between the two are measured
+    sound_ns: list[int] = []  # [first stamp, last stamp]
+
+    def on_sound(msg: AudioDataStamped) -> None:
+        sound_ns[1:] = []
+        sound_ns.append(stamp_ns(msg.header.stamp))
+
+    listener.create_subscription(AudioDataStamped, 'self_audio', on_sound, QoSProfile(depth=10))
     def on_motion(msg: FaceMotion) -> None:
         indices.append(msg.frame_index)
         if soak_minutes:
@@ -111,7 +125,12 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
         executor.shutdown()
         listener.destroy_node()
         rclpy.try_shutdown(context=context)
-    latencies = np.array([(arrival - stamp - FRAME_NS) / 1e6 for arrival, stamp in images if stamp >= start_ns])
+    if len(sound_ns) < 2:
+        msg = 'no audio reached the node: did the replay start?'
+        raise RuntimeError(msg)
+    start_ns, end_ns = max(start_ns, sound_ns[0]), sound_ns[1] - SOUND_MARGIN_NS
+    images = [(arrival, stamp) for arrival, stamp in images if start_ns <= stamp <= end_ns]
+    latencies = np.array([(arrival - stamp - FRAME_NS) / 1e6 for arrival, stamp in images])
     LATENCIES[generator] = latencies
     lost = sum(b - a - 1 for a, b in zip(indices, indices[1:]) if b > a + 1)
     stages = diagnostics[-2] if len(diagnostics) >= 2 else {}
@@ -126,6 +145,8 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
         'renders_dropped': int(stages.get('renders_dropped', 0)),
         'cpu_percent': round(cpu_percent, 1),
         'rss_mb': round(max(mb for _, mb in rss), 1),
+        'audio_issues': {key: int(value) for key, value in stages.items()
+                         if '_audio_' in key and not key.endswith('_per_s')},
         'stages_ms': {key.removesuffix('_ms_mean').removesuffix('_ms'): float(value) for key, value in stages.items()
                       if key.endswith('_ms_mean') or key == 'lookahead_ms'},
     }
@@ -186,23 +207,44 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='dystream bench e2e', description=__doc__.splitlines()[0])
     parser.add_argument('--json', action='store_true', help='one JSON object on one line')
     parser.add_argument('--size', type=int, default=512, help='face image size')
-    parser.add_argument('--bag', type=Path, default=BAG, help='the conversation to replay')
+    parser.add_argument('--bag', type=Path, default=demo_bag(), help='the conversation to replay')
+    parser.add_argument('--chunk-ms', type=int, default=10,
+                        help='audio per message: the bag is re-cut to this (0 replays it as recorded)')
     parser.add_argument('--plots', type=Path, help='folder for latency.png (e.g. docs)')
     parser.add_argument('--backend', choices=['torch', 'onnx'], default='torch', help="the model's backend")
     parser.add_argument('--soak-minutes', type=float, default=0.0,
                         help='loop the conversation this long and report memory, latency and motion drift '
                              '(the model only, no baseline)')
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        bag = _recut(args.bag, args.chunk_ms, Path(scratch) / 'conversation') if args.chunk_ms else args.bag
+        return _run(args, bag)
+
+
+def _recut(bag: Path, chunk_ms: int, out: Path) -> Path:
+    """The bag's conversation as ``chunk_ms`` audio messages (a live microphone's period decides how long a frame
+    waits for its last sound)."""
+    from dystream_ros.bags import write_conversation_bag
+    from dystream_ros.nodes.bag_tools import read_conversation
+
+    self_audio, partner_audio = read_conversation(bag, '/self_audio', '/partner_audio')
+    write_conversation_bag(out, self_audio, partner_audio, start_ns=1_700_000_000 * NS_PER_S,
+                           chunk_samples=16 * chunk_ms)
+    return out
+
+
+def _run(args: argparse.Namespace, bag: Path) -> int:
     if args.soak_minutes:
-        report = measure('dystream', args.size, args.bag, args.backend, args.soak_minutes)
+        report = measure('dystream', args.size, bag, args.backend, args.soak_minutes)
         report['targets_met'] = {
             'rss_growth_lt_5_percent': bool(report['rss_growth_percent'] < 5),
             'no_latency_growth': bool(report['latency_p50_last_ms'] <= report['latency_p50_first_ms'] + 10),
             'no_dropped_frames': bool(report['frames_dropped'] == 0)}
+        report['audio_message_ms'] = args.chunk_ms or 'as recorded'
         print(json.dumps(report, indent=None if args.json else 2))
         return 0
-    model = measure('dystream', args.size, args.bag, args.backend)
-    baseline = measure('amplitude', args.size, args.bag)
+    model = measure('dystream', args.size, bag, args.backend)
+    baseline = measure('amplitude', args.size, bag)
     report = {
         **model,
         'baseline_amplitude': baseline,
@@ -210,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         'latency_p99_ratio_vs_baseline': round(model['latency_p99_ms'] / max(baseline['latency_p99_ms'], 1e-3), 2),
         'targets_met': {'latency_p99_ms_le_100': bool(model['latency_p99_ms'] <= 100),
                         'no_dropped_frames': bool(model['frames_dropped'] == 0)},
-        'image_size': args.size, 'backend': args.backend,
+        'image_size': args.size, 'backend': args.backend, 'audio_message_ms': args.chunk_ms or 'as recorded',
     }
     if args.plots:
         report['plot'] = str(plot(report, args.plots))

@@ -34,3 +34,9 @@ def share_dir() -> Path:
 def share_path(*parts: str) -> Path:
     """Return a path below :func:`share_dir`, e.g. ``share_path('config', 'default.yaml')``."""
     return share_dir().joinpath(*parts)
+
+
+def demo_bag() -> Path:
+    """The demo conversation (a rosbag2 folder): installed to share/, or in the package's assets in a checkout."""
+    installed = share_path('demo_conversation')
+    return installed if installed.is_dir() else Path(__file__).resolve().parent / 'assets' / 'demo_conversation'

@@ -17,12 +17,12 @@ from dystream_ros.msg import AudioDataStamped, AudioInfo
 from dystream_ros.nodes.conversions import stamp_ns
 
 ROOT = Path(__file__).resolve().parent.parent
-CHUNK = 512  # 32 ms at 16 kHz, the node's default
+CHUNK = 160  # 10 ms at 16 kHz, the node's default
 
 
 def _virtual_microphone(home: Path) -> np.ndarray:
     """An ALSA configuration in ``home`` whose capture device 'filemic' plays a known recording."""
-    t = np.arange(62 * CHUNK) / 16000  # about 2 s, a whole number of chunks (the device loops the file)
+    t = np.arange(200 * CHUNK) / 16000  # 2 s, a whole number of chunks (the device loops the file)
     recording = (8000 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 3 * t)).astype('<i2')
     recording.tofile(home / 'voice.raw')
     (home / '.asoundrc').write_text(

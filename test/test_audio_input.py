@@ -108,6 +108,18 @@ def test_jittery_stamps_from_an_old_bag_give_contiguous_audio() -> None:
     assert abs(timeline.stamp_of(0) - 1_600_000_000 * NS) <= 5_000_000  # within the stamp jitter
 
 
+def test_each_sample_keeps_the_stamp_its_message_gave_it() -> None:
+    # a publisher whose first message was late (its stamp 15 ms after the audio's time) and the rest on time:
+    # output stamps follow each message's own stamp, not an extrapolation from the first
+    audio = _tone(16000, 1.0)
+    timeline = StreamTimeline(epoch_ns=0)
+    stamps = [k * 10_000_000 + (15_000_000 if k == 0 else 0) for k in range(100)]
+    for k, stamp in enumerate(stamps):
+        assert timeline.write(stamp, audio[k * 160:(k + 1) * 160], arrival_ns=(k + 1) * 10_000_000 + 1) == []
+    assert [timeline.stamp_of(k * 160) for k in range(100)] == stamps
+    assert timeline.stamp_of(50 * 160 + 80) == stamps[50] + 5_000_000  # 80 samples into the message
+
+
 def test_gaps_become_silence_and_duplicates_are_dropped() -> None:
     audio = _tone(16000, 1.0)
     timeline = StreamTimeline(epoch_ns=0)

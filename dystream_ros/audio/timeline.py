@@ -70,6 +70,7 @@ class StreamTimeline:
         self._offset_ns: int | None = None  # engine time = stamp + offset
         self._last_stamp_end_ns = 0  # stream clock: where the previous chunk ended
         self.rate_check = RateCheck()
+        self._chunk_stamps: deque[tuple[int, int, int]] = deque(maxlen=4096)  # (start, end, stamp of start)
 
     def _index_of(self, engine_time_ns: int) -> int:
         return round((engine_time_ns - self.epoch_ns) * TARGET_RATE_HZ / NS_PER_S)
@@ -125,13 +126,15 @@ class StreamTimeline:
                 issues.append(AudioIssue.LATE)
             else:
                 issues.append(AudioIssue.OVERLAP)
-            samples, start = samples[skip:], start + skip
+            samples, start, stamp_ns = samples[skip:], start + skip, stamp_ns + skip * NS_PER_S // TARGET_RATE_HZ
         if start < self.consumed_until:  # the part before what the engine used is late
-            samples, start = samples[self.consumed_until - start:], self.consumed_until
+            late = self.consumed_until - start
+            samples, start, stamp_ns = samples[late:], self.consumed_until, stamp_ns + late * NS_PER_S // TARGET_RATE_HZ
             if AudioIssue.LATE not in issues:
                 issues.append(AudioIssue.LATE)
         if len(samples):
             self._store(start, samples)
+            self._chunk_stamps.append((start, start + len(samples), stamp_ns))
         return issues
 
     def _clock_jumped(self, stamp_ns: int, arrival_ns: int) -> bool:
@@ -171,7 +174,16 @@ class StreamTimeline:
         self.consumed_until = max(self.consumed_until, until)
 
     def stamp_of(self, index: int) -> int | None:
-        """The stream's own stamp (ns) of engine sample ``index``, or None before the first chunk."""
+        """The stream's own stamp (ns) of engine sample ``index``, or None before the first chunk.
+
+        Counted from the stamp of the chunk that brought the sample, so a stamp goes from input to output as the
+        publisher set it (jitter and all); where no chunk did (silence in a gap), from the stream's clock offset.
+        """
         if self._offset_ns is None:
             return None
+        for start, end, stamp in reversed(self._chunk_stamps):
+            if start <= index < end:
+                return stamp + (index - start) * NS_PER_S // TARGET_RATE_HZ
+            if end <= index - self.capacity:  # older chunks are further back still
+                break
         return self.epoch_ns + index * NS_PER_S // TARGET_RATE_HZ - self._offset_ns

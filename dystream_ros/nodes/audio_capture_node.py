@@ -63,8 +63,9 @@ class AudioCaptureNode(Node):
         self.declare_parameter('channels', 1, describe(
             description='channels to record (interleaved)', read_only=True,
             integer_range=[IntegerRange(from_value=1, to_value=8, step=1)]))
-        self.declare_parameter('chunk_ms', 32, describe(
-            description='audio per message in milliseconds', read_only=True,
+        self.declare_parameter('chunk_ms', 10, describe(
+            description='audio per message in milliseconds; a face waits up to this long for the message that '
+                        'completes its sound, so it adds to the sound-to-picture latency', read_only=True,
             integer_range=[IntegerRange(from_value=5, to_value=500, step=1)]))
         self.declare_parameter('frame_id', 'microphone', describe(description='frame_id of the audio messages'))
         self.rate = self.get_parameter('sample_rate').value

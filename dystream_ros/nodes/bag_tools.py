@@ -44,8 +44,10 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
 
     At ``rate`` times the recorded pace, or with ``fast`` as fast as dystream_node keeps up: the replay runs at
     most ``max_ahead_s`` of audio time ahead of the newest face/motion frame the node has published. With
-    ``restamp``, header stamps are moved to the present (keeping their distance to the recording time), as if the
-    conversation were happening now: then a stamp is a wall-clock time, and sound-to-picture latency measurable.
+    ``restamp``, header stamps are moved to the present by one shift per pass (the wall-clock time of the first
+    message less its recording time), as if the conversation were happening now: then a stamp is the wall-clock
+    time of its sound, as a live microphone's is, and sound-to-picture latency is measurable (a message this
+    process publishes late arrives late, as a late driver's would).
     """
     from rclpy.serialization import deserialize_message
     import rclpy
@@ -77,9 +79,10 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
                           for c in connections}
             _wait_for_subscribers(node, publishers, timeout_s=5.0)
             while True:
-                started, first_ns = time.monotonic(), None
+                started, started_wall_ns, first_ns, shift_ns = time.monotonic(), time.time_ns(), None, 0
                 for connection, bag_ns, raw in reader.messages(connections=connections):
-                    first_ns = bag_ns if first_ns is None else first_ns
+                    if first_ns is None:  # the first message is due at `started`, however long reading it took
+                        first_ns, shift_ns = bag_ns, started_wall_ns - bag_ns
                     if fast:  # stay at most max_ahead_s of audio ahead of the face the node has shown
                         while (bag_ns - first_ns - (shown['latest_ns'] - shown['first_ns'])) / NS_PER_S > max_ahead_s:
                             if time.monotonic() - shown['seen_at'] > 10.0:
@@ -94,7 +97,6 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
                     if restamp:
                         message = deserialize_message(message, message_class(connection.msgtype))
                         if hasattr(message, 'header'):
-                            shift_ns = time.time_ns() - bag_ns
                             moved = stamp_ns(message.header.stamp) + shift_ns
                             message.header.stamp.sec, message.header.stamp.nanosec = divmod(moved, NS_PER_S)
                     publishers[connection.topic].publish(message)

@@ -21,15 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from dystream_ros.errors import DystreamError
-from dystream_ros.resources import share_path
+from dystream_ros.resources import demo_bag
 
 NS_PER_S = 1_000_000_000
 FRAME_NS = NS_PER_S // 25
-
-
-def _demo_bag() -> Path:
-    installed = share_path('demo_conversation')
-    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / 'assets' / 'demo_conversation'
 
 
 def _node_command(size: int) -> list[str]:
@@ -52,7 +47,7 @@ def run_demo(out: Path, size: int = 512) -> dict:
     from dystream_ros.video import mix, write_mp4
 
     out.mkdir(parents=True, exist_ok=True)
-    bag = _demo_bag()
+    bag = demo_bag()
     context = Context()
     rclpy.init(context=context)
     listener = rclpy.create_node('dystream_demo_recorder', context=context)
