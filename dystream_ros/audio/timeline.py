@@ -177,13 +177,17 @@ class StreamTimeline:
         """The stream's own stamp (ns) of engine sample ``index``, or None before the first chunk.
 
         Counted from the stamp of the chunk that brought the sample, so a stamp goes from input to output as the
-        publisher set it (jitter and all); where no chunk did (silence in a gap), from the stream's clock offset.
+        publisher set it (jitter and all); where no chunk did (silence in a gap, or before the first), from the
+        chunk before it (or the first one), so stamps stay continuous.
         """
         if self._offset_ns is None:
             return None
-        for start, end, stamp in reversed(self._chunk_stamps):
-            if start <= index < end:
-                return stamp + (index - start) * NS_PER_S // TARGET_RATE_HZ
-            if end <= index - self.capacity:  # older chunks are further back still
+        if not self._chunk_stamps:
+            return self.epoch_ns + index * NS_PER_S // TARGET_RATE_HZ - self._offset_ns
+        anchor = self._chunk_stamps[0]
+        for chunk in reversed(self._chunk_stamps):  # newest first: the frames being made ask for recent samples
+            if chunk[0] <= index:
+                anchor = chunk
                 break
-        return self.epoch_ns + index * NS_PER_S // TARGET_RATE_HZ - self._offset_ns
+        start, _, stamp = anchor
+        return stamp + (index - start) * NS_PER_S // TARGET_RATE_HZ
