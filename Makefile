@@ -24,12 +24,12 @@ demo: setup
 
 ## corpus: the training corpus of the shipped model (3 hours of conversation, seed 0; about 2 minutes)
 corpus: setup
-	$(VENV)/bin/dystream corpus --out build/corpus/train --hours 4 --seed 0
+	$(VENV)/bin/dystream corpus --out build/corpus/train --hours 3 --seed 0
 
 ## model: retrain the shipped weights from that corpus (about 70 minutes on 2 cores) and put them in the package;
 model: corpus
 	OMP_NUM_THREADS=1 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
-	  --steps 9000 --batch-size 16 --lr-decay cosine --seed 0
+	  --steps 10000 --batch-size 16 --seed 0
 	cp build/train/model.safetensors dystream_ros/assets/dystream_tiny.safetensors
 
 ## eval: evaluate the shipped model (about 5 minutes); writes docs/eval.md and its plots
