@@ -129,3 +129,48 @@ def test_a_corrupt_weights_file_stops_the_node_with_its_name(tmp_path: Path) -> 
                             text=True, timeout=120)
     assert result.returncode == 1
     assert str(weights) in result.stdout + result.stderr
+
+
+def test_a_renderer_over_its_budget_drops_images_not_motion_and_says_so() -> None:
+    # the photo avatar at 2048 px takes several frame periods per image on this machine
+    robot, _ = conversation(2, 'heldout', 9, 6.0)
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('audio_source', context=context)
+    motion: list[tuple[float, FaceMotion]] = []
+    node.create_subscription(FaceMotion, 'face/motion', lambda m: motion.append((time.monotonic(), m)),
+                             QoSProfile(depth=100))
+    publisher = node.create_publisher(AudioDataStamped, 'self_audio', QoSProfile(depth=50))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    face = subprocess.Popen([sys.executable, '-m', 'dystream_ros.nodes.dystream_node', '--ros-args', '-p',
+                             'renderer:=photo', '-p', 'image_size:=2048'], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not motion and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert motion, 'the node never started'
+        pcm = (np.clip(robot.self_audio, -1, 1) * 32767).astype('<i2')
+        start_ns, started = time.time_ns(), time.monotonic()
+        for k in range(len(pcm) // CHUNK):
+            while time.monotonic() < started + (k + 1) * CHUNK / 16000:
+                executor.spin_once(timeout_sec=0.002)
+            header = Header(stamp=time_message(start_ns + k * CHUNK * 10**9 // 16000))
+            publisher.publish(AudioDataStamped(header=header, audio=AudioData(
+                data=pcm[k * CHUNK:(k + 1) * CHUNK].tobytes())))
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+    finally:
+        face.send_signal(signal.SIGINT)
+        log = face.communicate(timeout=30)[0]
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert face.returncode == 0, log[-3000:]
+    indices = [m.frame_index for _, m in motion]
+    assert indices == list(range(indices[0], indices[0] + len(indices)))  # motion continuity: every frame
+    during = [t for t, _ in motion if t >= started]
+    assert (len(during) - 1) / (during[-1] - during[0]) > 25 * 0.9
+    assert 'the renderer is over its budget' in log, log[-3000:]

@@ -67,6 +67,7 @@ class DystreamNode(LifecycleNode):
         self._last_log: dict[tuple[str, AudioIssue], float] = {}
         self._unlogged: dict[tuple[str, AudioIssue], int] = {}
         self.frames_published = 0
+        self._renders_dropped_before = 0  # engine.renders_dropped at the previous diagnostics
 
     # ----- lifecycle -----------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -304,6 +305,13 @@ class DystreamNode(LifecycleNode):
                 values[f'{stream}_audio_{issue.lower()}'] = count
         self._messages = dict.fromkeys(STREAMS, 0)
         level, message = DiagnosticStatus.OK, 'publishing'
+        unrendered = engine.renders_dropped - self._renders_dropped_before
+        self._renders_dropped_before = engine.renders_dropped
+        if unrendered:
+            level = DiagnosticStatus.WARN
+            message = (f'the renderer is over its budget: {unrendered} frames in the last second got no image (their '
+                       'motion and pose were published); lower image_size or use the stylised renderer')
+            self.get_logger().warning(message, throttle_duration_sec=LOG_EVERY_S)
         if dropped:
             level, message = DiagnosticStatus.WARN, f'{dropped} frames dropped (the engine fell behind)'
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: face', message=message,
