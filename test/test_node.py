@@ -186,6 +186,10 @@ def test_diagnostics_report_rates_latency_and_backend(replayed: dict) -> None:
     assert values['backend'] == 'StreamingGenerator' and 'torch' in values['providers']
     assert float(values['latency_p99_ms']) >= float(values['latency_p50_ms']) > 0
     assert int(values['frames_dropped']) == 0
+    # where a frame's time goes, per stage (the lookahead is a wait, the rest is work)
+    assert int(values['lookahead_ms']) == 60
+    for stage in ('encoder', 'transformer_and_head', 'render', 'publish'):
+        assert 0 < float(values[f'{stage}_ms_mean']) < 40, stage
     busiest = max(int(kv.value) for d in diagnostics for kv in d.status[0].values
                   if kv.key == 'self_audio_messages_per_s')
     assert 25 <= busiest <= 40  # 512-sample messages: 31.25 per second

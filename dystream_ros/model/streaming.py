@@ -15,6 +15,7 @@ thread-safe: callers serialise push, pull and reset (the node does so in one cal
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,7 @@ class StreamingGenerator:
         self._anchor = self._check_anchor(anchor)
         self._prefix_cache: tuple[bytes, Any] | None = None
         self.state = self._new_state(self._anchor, seed)
+        self.stage_ms: dict[str, float] = {}  # where the last pull spent its time (see pull)
 
     # --- public properties ---
     @property
@@ -243,10 +245,18 @@ class StreamingGenerator:
         self._push('partner', samples)
 
     def pull(self) -> list[MotionFrame]:
-        """Generate and return every frame that is final with the audio pushed so far, oldest first."""
+        """Generate and return every frame that is final with the audio pushed so far, oldest first.
+
+        ``stage_ms`` then says where this call's time went: the audio encoders, and the transformer with the flow
+        head (one ONNX graph, so timed together).
+        """
         streams = self.state.streams
+        self.stage_ms = {'encoder': 0.0, 'transformer_and_head': 0.0}
+        started = time.perf_counter()
         for name in STREAMS:
             self._encode_available(name)
+        self.stage_ms['encoder'] = (time.perf_counter() - started) * 1e3
+        started = time.perf_counter()
         gap = len(streams['self'].features) - len(streams['partner'].features)
         if abs(gap) > self.max_backlog_frames:
             behind = 'partner' if gap > 0 else 'self'
@@ -257,6 +267,7 @@ class StreamingGenerator:
         while streams['self'].features and streams['partner'].features:
             frames.append(self._generate_frame(streams['self'].features.popleft(),
                                                streams['partner'].features.popleft()))
+        self.stage_ms['transformer_and_head'] = (time.perf_counter() - started) * 1e3
         return frames
 
     def flush(self) -> list[MotionFrame]:

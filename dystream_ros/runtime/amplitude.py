@@ -23,6 +23,7 @@ class AmplitudeGenerator:
     lookahead_samples = 0
     motion_names = MOTION_NAMES
     providers = ['numpy']
+    stage_ms: dict[str, float] = {}  # nothing worth timing apart: the engine times the whole pull
 
     def __init__(self) -> None:
         self._jaw = index_of('jawOpen')

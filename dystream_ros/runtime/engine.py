@@ -47,6 +47,7 @@ class Generator(Protocol):
 
     samples_per_frame: int
     lookahead_samples: int
+    stage_ms: dict[str, float]  # after pull: its time per stage (e.g. encoder), if it times any
 
     def push_self(self, samples: np.ndarray) -> None: ...  # noqa: D102
     def push_partner(self, samples: np.ndarray) -> None: ...  # noqa: D102
@@ -241,7 +242,7 @@ class FaceEngine:
         state = (Activity.OVERLAP if speaking and listening else Activity.SPEAKING if speaking
                  else Activity.LISTENING if listening else Activity.SILENT)
         output = FrameOutput(frame, self._stamp_of(start), motion, state, activity['self'], activity['partner'],
-                             completed_ns, stage_ms={'generate': generate_ms})
+                             completed_ns, stage_ms=dict(self.generator.stage_ms) or {'generate': generate_ms})
         if self.neck is not None:
             output.neck = self.neck.step(motion, 1.0 / self.config.fps)
         return output
