@@ -170,19 +170,15 @@ def _room_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     return (noise / (np.std(noise) + 1e-9)).astype(np.float32)
 
 
-def _microphone(own: np.ndarray, other: np.ndarray, rng: np.random.Generator, far_field: bool,
-                noisy_close_mic: bool = False) -> np.ndarray:
-    """What one side's microphone records: its own voice, some of the other's, the room; scaled to a level.
-
-    ``noisy_close_mic`` (the training split) lets the close microphone's noise come up to 10 dB below the voice
-    (an operator's headset, a reader's room), so that a noise floor alone does not open the mouth."""
+def _microphone(own: np.ndarray, other: np.ndarray, rng: np.random.Generator, far_field: bool) -> np.ndarray:
+    """What one side's microphone records: its own voice, some of the other's, the room; scaled to a level."""
     signal = own.copy()
     if far_field:
         signal = fftconvolve(signal, _room_impulse_response(rng))[: len(own)].astype(np.float32)
     if rng.random() < 0.5:  # cross-talk: the other voice leaks in (a robot hears its own speaker)
         signal += other * float(10 ** (rng.uniform(-30, -15) / 20))
     speech_rms = float(np.sqrt(np.mean(own[np.abs(own) > 1e-4] ** 2))) if np.any(np.abs(own) > 1e-4) else 0.0
-    snr_db = rng.uniform(15, 40) if far_field else rng.uniform(10 if noisy_close_mic else 35, 60)
+    snr_db = rng.uniform(15, 40) if far_field else rng.uniform(35, 60)
     signal += _room_noise(rng, len(signal)) * speech_rms * float(10 ** (-snr_db / 20))
     peak = float(np.max(np.abs(signal))) + 1e-9
     level_db = rng.uniform(-30, -8) if far_field else rng.uniform(-14, -2)
@@ -212,7 +208,7 @@ def conversation(index: int, split: str, seed: int, target_s: float) -> list[Sam
         motion = side_motion(turns[side], turns[other], dry[side], num_frames, personas[side], rng)
         # self = this side's own voice as a robot gets it (its TTS, or a close microphone); partner = the other
         # person through a far-field microphone in a room
-        self_audio = _microphone(dry[side], dry[other], rng, far_field=False, noisy_close_mic=split == 'train')
+        self_audio = _microphone(dry[side], dry[other], rng, far_field=False)
         partner_audio = _microphone(dry[other], dry[side], rng, far_field=True)
         samples.append(Sample(f'{split}_{seed}_{index:05d}_{"ab"[side]}', motion, MOTION_NAMES,
                               np.ones(num_frames, bool), self_audio, partner_audio))
