@@ -8,7 +8,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo corpus model eval constraints clean
+.PHONY: setup test demo corpus model eval constraints clean bench
 
 ## setup: create .venv with ROS 2 Kilted (PyPI wheels), the pinned dependencies, and this package built and installed
 setup:
@@ -35,6 +35,10 @@ model: corpus
 ## eval: evaluate the shipped model (about 5 minutes); writes docs/eval.md and its plots
 eval: setup
 	$(VENV)/bin/dystream eval --report docs/eval.md --plots docs
+
+## bench: the latency benchmark in a ROS graph with this Makefile's DDS settings (docs/performance.md)
+bench: setup
+	$(VENV)/bin/dystream bench e2e --backend onnx --plots docs --json
 
 ## constraints: re-pin requirements/constraints.txt from what is installed in .venv
 constraints:

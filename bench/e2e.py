@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from dystream_ros.msg import AudioDataStamped, FaceMotion
@@ -68,9 +69,10 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     indices: list[int] = []
     motion: list[tuple[float, np.ndarray]] = []  # (arrival, blendshapes + pose) for the drift of a soak
     diagnostics: list[dict[str, str]] = []
-    # the arrival is the middleware's receive time, so this process being busy does not count as latency
+    # the arrival is the middleware's receive time, so this process being busy does not count as latency; a
+    # history of 20 images (what the 16 MB shared-memory segment holds) lets it catch up without losing any
     listener.create_subscription(Image, 'face/image', lambda m, info: images.append((info['received_timestamp'],
-                                 stamp_ns(m.header.stamp))), qos_profile_sensor_data)
+                                 stamp_ns(m.header.stamp))), QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT))
     # frames from before the first sound reached the node (the replay starting up) or after the last (it ended)
     # show no sound, so they have no sound-to-picture latency: only frames between the two are measured
     sound_ns: list[int] = []  # [first stamp, last stamp]
@@ -95,10 +97,13 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
                              '-p', f'generator:={generator}', '-p', f'image_size:={size}', '-p', f'backend:={backend}'],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
     rss: list[tuple[float, float]] = []  # (time, MB)
+    # callbacks run in their own thread, so that receiving keeps up while this one watches the processes
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     try:
         deadline = time.monotonic() + 120
         while not indices and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
+            time.sleep(0.1)
         if not indices:
             msg = f'dystream_node ({generator}) did not start'
             raise RuntimeError(msg)
@@ -108,21 +113,20 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
                                    str(bag)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
         next_sample, stop_at = 0.0, wall_start + soak_minutes * 60
         while replay.poll() is None:
-            executor.spin_once(timeout_sec=0.02)
+            time.sleep(0.02)
             if time.monotonic() > next_sample:
                 rss.append((time.monotonic(), _proc_rss_mb(node.pid)))
                 next_sample = time.monotonic() + 1.0
             if soak_minutes and time.monotonic() > stop_at:
                 replay.send_signal(signal.SIGINT)
                 replay.wait(timeout=30)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.02)
+        time.sleep(1.0)
         cpu_percent = 100 * (_proc_cpu_s(node.pid) - cpu_start) / (time.monotonic() - wall_start)
     finally:
         node.send_signal(signal.SIGINT)
         node.wait(timeout=30)
         executor.shutdown()
+        spinner.join(timeout=10)
         listener.destroy_node()
         rclpy.try_shutdown(context=context)
     if len(sound_ns) < 2:
