@@ -71,8 +71,9 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     diagnostics: list[dict[str, str]] = []
     # the arrival is the middleware's receive time, so this process being busy does not count as latency; a
     # history of 20 images (what the 16 MB shared-memory segment holds) lets it catch up without losing any
+    image_qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT)
     listener.create_subscription(Image, 'face/image', lambda m, info: images.append((info['received_timestamp'],
-                                 stamp_ns(m.header.stamp))), QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT))
+                                 stamp_ns(m.header.stamp))), image_qos)
     # frames from before the first sound reached the node (the replay starting up) or after the last (it ended)
     # show no sound, so they have no sound-to-picture latency: only frames between the two are measured
     sound_ns: list[int] = []  # [first stamp, last stamp]

@@ -2,9 +2,10 @@
 
 The recipe follows the paper code (``main.py`` MAIN:85-224, ``configs/motion_gen/sample.yaml``): flow-matching x0
 loss with context corruption and the last-5-frames weight (:meth:`DyStream.forward`), AdamW (betas 0.9/0.999, weight
-decay 0.01) with a linear warm-up to a constant learning rate (or, with ``--lr-decay cosine``, a cosine decay), and an EMA of the weights (decay 0.999 with the
-``(1 + n) / (10 + n)`` warm-up of torch_ema) whose weights are the ones saved for inference. Differences: gradient
-clipping at 1.0 by default (the paper config names 0.99 but never applies it), and motion normalisation.
+decay 0.01) with a linear warm-up to a constant learning rate (or, with ``--lr-decay cosine``, a cosine decay), and
+an EMA of the weights (decay 0.999 with the ``(1 + n) / (10 + n)`` warm-up of torch_ema) whose weights are the ones
+saved for inference. Differences: gradient clipping at 1.0 by default (the paper config names 0.99 but never applies
+it), and motion normalisation.
 
 Output folder:
 
@@ -316,8 +317,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume or args.config or overrides:  # on resume, only an explicit request is checked
         model_config = ModelConfig.preset(args.config or 'tiny').replace(**overrides)
     cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_decay=args.lr_decay, ema_decay=args.ema_decay,
-                      grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every,
+                      weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_decay=args.lr_decay,
+                      ema_decay=args.ema_decay, grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every,
                       log_every=args.log_every, window_frames=args.window_frames, device=args.device,
                       resume=args.resume, progress=not args.no_progress)
     result = train(cfg, model_config)
