@@ -85,7 +85,7 @@ class RecomputeBaseline:
                                                                       model.partner_encoder.silence())
         self.encoder_state = {'self': state_self, 'partner': state_partner}
         silence = (feat_self, feat_partner)
-        anchor = model.motion_mean[None]
+        anchor = model.default_anchor()[None]
         self.anchor = anchor
         window = cfg.context_frames
         self.motion = deque([anchor] * window, maxlen=window)  # tokens: the last W motions
@@ -131,7 +131,7 @@ def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
     masks, coefficients = guidance.mask_tensor(), guidance.coefficient_tensor()
     sigmas = sigma_schedule(cfg.steps, cfg.sigma_min)
     states = [model.audio_encoder.silence()[0], model.partner_encoder.silence()[0]]
-    anchor = model.motion_mean[None]
+    anchor = model.default_anchor()[None]
     cache = model.prefix_cache(anchor, model.audio_encoder.silence()[1], model.partner_encoder.silence()[1], masks)
     time_mods = [model.head.time_modulation(torch.full((1,), s)) for s in sigmas[:-1]]
     own, partner = voice(frames + 2, 3), voice(frames + 2, 4)

@@ -71,6 +71,14 @@ def test_loader_lists_missing_unexpected_and_mismatched_keys(tmp_path: Path) -> 
     assert str(path) in message
 
 
+def test_weights_saved_before_the_rest_pose_existed_still_load_with_their_mean_as_anchor(tmp_path: Path) -> None:
+    model = small_model()
+    path = _rewrite(tmp_path / 'old.safetensors', model, {'motion_rest': None})
+    loaded = load_model(path)
+    assert loaded.config.anchor == 'window_end'
+    assert torch.equal(loaded.default_anchor(), model.motion_mean)
+
+
 def test_loader_rejects_files_that_are_not_dystream_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match='not found'):
         load_model(tmp_path / 'absent.safetensors')

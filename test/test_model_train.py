@@ -14,7 +14,7 @@ import torch
 from dystream_ros.cli import main
 from dystream_ros.data.sample import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, Sample, write_sample
 from dystream_ros.errors import ConfigError, DataError
-from dystream_ros.model import ModelConfig, StreamingGenerator, load_model
+from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, load_model
 from dystream_ros.model.checkpoint import read_tensors
 from dystream_ros.model.dataset import WindowDataset
 from dystream_ros.model.train import TrainConfig, train
@@ -112,8 +112,8 @@ def test_windows_skip_frames_the_tracker_lost(tmp_path: Path) -> None:
     starts = set(dataset.windows[:, 1].tolist())
     assert starts == set(range(0, 11)) | set(range(21, 26))  # frame 20 lost, frame 35 has a NaN
     assert np.all(np.isfinite(dataset.motion_stats()[0]))
-    motion, own, partner = dataset.batch(np.random.default_rng(0), 3)
-    assert motion.shape == (3, 10, 58) and own.shape == partner.shape
+    motion, own, partner, rest = dataset.batch(np.random.default_rng(0), 3)
+    assert motion.shape == (3, 10, 58) and own.shape == partner.shape and rest.shape == (3, 58)
     with pytest.raises(DataError, match='consecutive valid frames'):
         WindowDataset(tmp_path, ModelConfig(context_frames=30), window_frames=31)
 
@@ -128,3 +128,35 @@ def test_cosine_decay_warms_up_then_falls_to_a_tenth() -> None:
     assert all(a >= b for a, b in zip(rates, rates[1:]))
     assert rates[-1] == pytest.approx(1e-4)
     assert _lr(constant, 999) == pytest.approx(1e-3)
+
+
+def test_rest_anchor_is_each_speakers_closed_mouth_pose_and_the_models_default(tmp_path: Path) -> None:
+    """A model trained with ``--anchor rest`` sees, and starts from, a face at rest: mouth closed, the speakers'
+    usual head pose; a paper-style model keeps the training mean."""
+    from dystream_ros.face.motion import INDEX, MOTION_NAMES
+    jaw, pitch = INDEX['jawOpen'], INDEX['headPitch']
+    for clip, offset in (('quiet', 0.0), ('nodding', 0.2)):
+        motion = np.zeros((100, 58), np.float32)
+        motion[:, jaw] = np.where(np.arange(100) % 4 == 0, 0.0, 0.5)  # mouth closed in a quarter of the frames
+        motion[:, pitch] = offset
+        own = np.zeros(100 * SAMPLES_PER_FRAME, np.float32)
+        write_sample(tmp_path / 'data', Sample(clip, motion, MOTION_NAMES, np.ones(100, bool), own, own))
+    dataset = WindowDataset(tmp_path / 'data', SMALL, window_frames=17)
+    assert dataset.rest_poses[:, jaw].tolist() == [0.0, 0.0]
+    assert sorted(dataset.rest_poses[:, pitch].tolist()) == pytest.approx([0.0, 0.2])
+    motion, own, partner, rest = dataset.batch(np.random.default_rng(0), 8)
+    assert torch.allclose(rest[:, pitch], motion[:, 0, pitch])  # each window with its own speaker's rest pose
+
+    for anchor in ('rest', 'window_end'):
+        out = tmp_path / anchor
+        assert main(['train', str(tmp_path / 'data'), '--out', str(out), '--steps', '2', '--batch-size', '2',
+                     '--context-frames', '16', '--anchor', anchor, '--no-progress']) == 0
+        model = load_model(out / 'model.safetensors')
+        assert model.config.anchor == anchor
+        gen = StreamingGenerator(model)
+        if anchor == 'rest':
+            assert gen.default_anchor[jaw] == 0.0 and gen.default_anchor[pitch] == pytest.approx(0.1)
+        else:
+            assert gen.default_anchor[jaw] == pytest.approx(0.375)  # the mean: mouth half open
+    with pytest.raises(ValueError, match='rest pose'):
+        DyStream(SMALL.replace(anchor='rest'))(motion, own, partner)

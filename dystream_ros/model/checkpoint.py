@@ -96,6 +96,8 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = 'cpu')
     path = Path(path)
     tensors, metadata = read_tensors(path)
     model = DyStream(config_from_metadata(metadata, path))
+    if 'motion_rest' not in tensors and 'motion_mean' in tensors:  # saved before the rest pose was stored
+        tensors['motion_rest'] = tensors['motion_mean']
     check_state_dict(model, tensors, str(path))
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()

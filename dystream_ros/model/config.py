@@ -17,6 +17,7 @@ from typing import Any
 
 from dystream_ros.errors import ConfigError
 
+ANCHORS = ('window_end', 'rest')  # see ModelConfig.anchor
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -64,6 +65,9 @@ class ModelConfig:
     drop_audio: float = 0.1  # per frame, on the projected self audio
     drop_partner: float = 0.1  # per frame, on the projected partner audio
     drop_anchor: float = 0.1  # per sample, on the embedded anchor
+    # --- the anchor in training: 'window_end' is one of the window's last 10 frames (paper code), which shows the
+    # model the frames it predicts; 'rest' is the speaker's rest pose, which does not (see DyStream.default_anchor)
+    anchor: str = 'window_end'
 
     def __post_init__(self) -> None:
         """Check the invariants the modules rely on; raise ConfigError naming the field."""
@@ -97,6 +101,8 @@ class ModelConfig:
         for field in ('dropout', 'drop_audio', 'drop_partner', 'drop_anchor'):
             if not 0.0 <= getattr(self, field) < 1.0:
                 problems.append(f'{field} must be in [0, 1), got {getattr(self, field)}')
+        if self.anchor not in ANCHORS:
+            problems.append(f'anchor must be one of {ANCHORS}, got {self.anchor!r}')
         if problems:
             msg = f'invalid ModelConfig {self.name!r}: ' + '; '.join(problems)
             raise ConfigError(msg)

@@ -5,7 +5,7 @@ DS:51-154, MAIN:171-219). Each token's audio feature is that of the frame it pre
 :func:`~dystream_ros.model.audio_encoder.encoder_audio_span` of frames ``s + 1 .. s + N``: the encoder's left
 context and the lookahead included, silence outside the clip, exactly what the streaming encoder would see.
 Windows that contain a frame where the tracker lost the face (``valid`` False, or any non-finite value) are never
-drawn.
+drawn. Each window comes with its speaker's rest pose, the anchor of models trained with ``anchor='rest'``.
 """
 from __future__ import annotations
 
@@ -18,6 +18,18 @@ from dystream_ros.data.sample import SAMPLE_RATE_HZ, Sample, list_samples, read_
 from dystream_ros.errors import DataError
 from dystream_ros.model.audio_encoder import encoder_audio_span
 from dystream_ros.model.config import ModelConfig
+
+REST_FRACTION = 0.2  # a speaker's rest pose: the mean of the fifth of their frames with the mouth most closed
+
+
+def rest_pose(motion: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """The rest pose (D,) of one speaker's valid frames (T, D): mouth closed, their usual head pose and expression;
+    the mean of all frames if the motion has no ``jawOpen``."""
+    if 'jawOpen' not in names or len(motion) == 0:
+        return motion.mean(axis=0)
+    jaw = motion[:, names.index('jawOpen')]
+    closed = jaw <= np.quantile(jaw, REST_FRACTION)
+    return motion[closed].mean(axis=0)
 
 
 def _crop(audio: np.ndarray, start: int, end: int) -> np.ndarray:
@@ -52,6 +64,7 @@ class WindowDataset:
         self.motion_names = names
         for sample in self.samples:  # a frame with a NaN or infinite value counts as lost, like valid=False
             sample.valid = sample.valid & np.all(np.isfinite(sample.motion), axis=1)
+        self.rest_poses = np.stack([rest_pose(s.motion[s.valid], names) for s in self.samples]).astype(np.float32)
         # (sample index, first frame) of every window made only of valid frames.
         starts = []
         for i, sample in enumerate(self.samples):
@@ -68,13 +81,16 @@ class WindowDataset:
     def __len__(self) -> int:
         return int(self.windows.shape[0])
 
-    def motion_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std (raw units) over every valid frame."""
+    def motion_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-dimension mean and std (raw units) over every valid frame, and the mean rest pose of the samples."""
         frames = np.concatenate([s.motion[s.valid] for s in self.samples]).astype(np.float64)
-        return frames.mean(axis=0).astype(np.float32), frames.std(axis=0).astype(np.float32)
+        return (frames.mean(axis=0).astype(np.float32), frames.std(axis=0).astype(np.float32),
+                self.rest_poses.mean(axis=0))
 
-    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random windows: motion (B, N + 1, D), self audio (B, S), partner audio (B, S), float32."""
+    def batch(self, rng: np.random.Generator, batch_size: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random windows: motion (B, N + 1, D), self audio (B, S), partner audio (B, S) and the speaker's rest
+        pose (B, D), float32."""
         picks = self.windows[rng.integers(0, len(self), batch_size)]
         start, end = encoder_audio_span(self.config, 1, self.window_frames - 1)  # relative to the window's frame 0
         motion, own, partner = [], [], []
@@ -85,4 +101,4 @@ class WindowDataset:
             own.append(_crop(sample.self_audio, offset + start, offset + end))
             partner.append(_crop(sample.partner_audio, offset + start, offset + end))
         return (torch.from_numpy(np.stack(motion)), torch.from_numpy(np.stack(own)),
-                torch.from_numpy(np.stack(partner)))
+                torch.from_numpy(np.stack(partner)), torch.from_numpy(self.rest_poses[picks[:, 0]]))

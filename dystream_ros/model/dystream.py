@@ -46,13 +46,21 @@ class DyStream(nn.Module):
         self.head = FlowHead(config)
         self.register_buffer('motion_mean', torch.zeros(config.motion_dim))  # raw units
         self.register_buffer('motion_std', torch.ones(config.motion_dim))
+        self.register_buffer('motion_rest', torch.zeros(config.motion_dim))  # raw units, see default_anchor
 
     # --- normalisation ---
     @torch.no_grad()
-    def set_motion_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store the training data's per-dimension mean and std (raw units); std is floored at MIN_MOTION_STD."""
+    def set_motion_stats(self, mean: torch.Tensor, std: torch.Tensor, rest: torch.Tensor | None = None) -> None:
+        """Store the training data's per-dimension mean and std (raw units; std floored at MIN_MOTION_STD) and its
+        rest pose (the mean if None)."""
         self.motion_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.motion_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(MIN_MOTION_STD))
+        self.motion_rest.copy_(torch.as_tensor(mean if rest is None else rest, dtype=torch.float32))
+
+    def default_anchor(self) -> torch.Tensor:
+        """The anchor (motion_dim,) raw, when the caller has no avatar's own: like the training anchors, so the
+        training mean for ``window_end`` models, the training data's rest pose (mouth closed) for ``rest`` ones."""
+        return self.motion_rest if self.config.anchor == 'rest' else self.motion_mean
 
     def normalize(self, motion: torch.Tensor) -> torch.Tensor:
         return (motion - self.motion_mean) / self.motion_std
@@ -64,8 +72,8 @@ class DyStream(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # --- training ---
-    def forward(self, motion: torch.Tensor, self_audio: torch.Tensor, partner_audio: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, motion: torch.Tensor, self_audio: torch.Tensor, partner_audio: torch.Tensor,
+                rest: torch.Tensor | None = None) -> torch.Tensor:
         """Flow-matching training loss of one batch of windows (paper code MAIN:171-219).
 
         Args:
@@ -73,12 +81,16 @@ class DyStream(nn.Module):
             self_audio, partner_audio: (B, S) audio spans ``encoder_audio_span(config, s + 1, N)`` (see
                 :func:`dystream_ros.model.audio_encoder.encoder_audio_span`), giving the features of frames
                 s + 1 .. s + N.
+            rest: raw rest pose of each window's speaker (B, motion_dim); the anchor of ``rest`` models.
 
         Returns:
             The weighted x0 MSE (scalar). Randomness (sigma, noise, corruption, dropout, anchor choice) comes from
             torch's global generator.
         """
         cfg = self.config
+        if cfg.anchor == 'rest' and rest is None:
+            msg = "a model with anchor='rest' trains on each window's rest pose; none was given"
+            raise ValueError(msg)
         batch, frames, _ = motion.shape
         tokens = frames - 1
         x0 = self.normalize(motion)  # (B, N+1, D)
@@ -92,8 +104,11 @@ class DyStream(nn.Module):
         context = torch.where(corrupt, x_t, x0)
         blend = torch.linspace(0.0, 1.0, frames, device=motion.device)[None, :, None]  # (1, N+1, 1)
         context = context * (1.0 - blend) + x0 * blend
-        pick = torch.randint(frames - min(ANCHOR_FRAMES, frames), frames, (batch,), device=motion.device)
-        anchor = x0[torch.arange(batch, device=motion.device), pick]  # (B, D)
+        if cfg.anchor == 'rest':
+            anchor = self.normalize(rest)  # (B, D)
+        else:
+            pick = torch.randint(frames - min(ANCHOR_FRAMES, frames), frames, (batch,), device=motion.device)
+            anchor = x0[torch.arange(batch, device=motion.device), pick]  # (B, D)
         keep = torch.rand(batch, tokens, 3, device=motion.device)
         drop = torch.tensor([cfg.drop_audio, cfg.drop_partner, cfg.drop_anchor], device=motion.device)
         masks = (keep >= drop).float()  # (B, N, 3); the anchor uses frame 0's draw, once per sample

@@ -147,7 +147,8 @@ class StreamingGenerator:
     Args:
         model: a :class:`DyStream`, a checkpoint path, or None for the shipped default weights.
         backend: ``'torch'`` or ``'onnx'`` (exports the model on first use, see ``onnx_dir``).
-        anchor: the avatar's reference / neutral motion (motion_dim,) in raw units; the training mean if None.
+        anchor: the avatar's reference / neutral motion (motion_dim,) in raw units; the model's
+            default_anchor() if None.
         seed: seed of the sampler noise; the same seed and audio give the same frames.
         steps: Euler steps (default: the model config's, 5).
         cfg_audio, cfg_partner, cfg_anchor, cfg_all: guidance weights (default: the config's, 0.5/0.5/0/1).
@@ -178,7 +179,7 @@ class StreamingGenerator:
         self.seed = seed
         self.use_partner = use_partner
         self.max_backlog_frames = max_backlog_frames
-        self.default_anchor = model.motion_mean.detach().cpu().numpy().astype(np.float32)
+        self.default_anchor = model.default_anchor().detach().cpu().numpy().astype(np.float32)
         self.backend: Backend
         if backend == 'torch':
             self.backend = TorchBackend(model, self.guidance, cfg.steps)

@@ -249,8 +249,8 @@ def _train(cfg: TrainConfig, model_config: ModelConfig | None, rank: int, distri
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group['lr'] = _lr(cfg, step)
-        motion, own, partner = (t.to(device, non_blocking=True) for t in data.batch(rng, cfg.batch_size))
-        loss = net(motion, own, partner)
+        motion, own, partner, rest = (t.to(device, non_blocking=True) for t in data.batch(rng, cfg.batch_size))
+        loss = net(motion, own, partner, rest)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else
@@ -300,6 +300,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--window-frames', type=int, default=0, help='frames per window (default context + 1)')
     parser.add_argument('--context-frames', type=int, default=None, help='override the attention window')
     parser.add_argument('--lookahead-ms', type=int, default=None, help='override the encoder lookahead')
+    parser.add_argument('--anchor', choices=['window_end', 'rest'], default=None,
+                        help="the anchor in training: one of the window's last frames (the paper's), or the "
+                             "speaker's rest pose")
     parser.add_argument('--device', default='', help='cpu, cuda, cuda:1 (default: cuda if available)')
     for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all'):
         parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None,
@@ -311,6 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments."""
     overrides = {k: v for k, v in (('context_frames', args.context_frames), ('lookahead_ms', args.lookahead_ms),
+                                   ('anchor', args.anchor),
                                    ('cfg_audio', args.cfg_audio), ('cfg_partner', args.cfg_partner),
                                    ('cfg_anchor', args.cfg_anchor), ('cfg_all', args.cfg_all)) if v is not None}
     model_config = None
