@@ -93,16 +93,22 @@ def test_robot_launch_feeds_the_microphone_to_the_face_as_the_partner(tmp_path: 
     heard = []
     launched.node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: heard.extend(
         int(kv.value) for kv in m.status[0].values if kv.key == 'partner_audio_messages_per_s'), QoSProfile(depth=10))
+
+    def face_listens() -> bool:  # a subscription's node name reaches the graph a little after the subscription
+        return any(info.node_name == 'dystream_node'
+                   for info in launched.node.get_subscriptions_info_by_topic('/partner_audio'))
+
     try:
         launched.spin_until(lambda: any(heard), 120)
+        launched.spin_until(face_listens, 10)
         graph = launched.node.get_publisher_names_and_types_by_node('microphone', '/')
-        subscribers = launched.node.get_subscriptions_info_by_topic('/partner_audio')
+        listening = face_listens()
     finally:
         logs = launched.stop()
     assert any(heard), logs  # dystream_node counted messages from the microphone
     assert launched.motion
     assert ('/partner_audio', ['dystream_ros/msg/AudioDataStamped']) in graph
-    assert any(info.node_name == 'dystream_node' for info in subscribers)
+    assert listening
 
 
 def test_replay_launch_records_the_face_for_a_bag(tmp_path: Path) -> None:
