@@ -248,7 +248,8 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
         systems = [s for s in ('model', 'amplitude', 'teacher') if s in figures]
         keys = list(figures['model'])
         lines += [f'## {title}', '', f'{figures["clips"]} clips, {figures["seconds"]} s.', '',
-                  '| metric | ' + ' | '.join(systems) + ' | target | model meets it |', '|---' * (len(systems) + 3) + '|']
+                  '| metric | ' + ' | '.join(systems) + ' | target | model meets it |',
+                  '|---' * (len(systems) + 3) + '|']
         for key in keys:
             row = ' | '.join(str(figures[s].get(key, '')) for s in systems)
             text, test = TARGETS.get((set_name, key), ('', None))
@@ -260,7 +261,8 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
               f'| `online_offline_gap` (offline minus streaming `lipsync_corr`, held-out TTS) | '
               f'{report["online_offline_gap"]} | <= 0.05 (the streaming model computes exactly the offline frames) |',
               f'| `seed_diversity` (mean motion difference across seeds) | {report["seed_diversity"]} | > 0 |',
-              f'| `drift_10min` model ({report["drift_minutes"]} min stream; first vs last minute) | {drift["model"]} | ~0 |',
+              f'| `drift_10min` model ({report["drift_minutes"]} min stream; first vs last minute) | '
+              f'{drift["model"]} | ~0 |',
               f'| `drift_10min` amplitude baseline | {drift["amplitude"]} | |',
               f'| `drift_10min` corpus teacher on the same conversations (the drift the content itself causes) | '
               f'{drift["teacher"]} | |', '',

@@ -19,6 +19,7 @@ from dystream_ros.errors import ConfigError
 
 ANCHORS = ('window_end', 'rest')  # see ModelConfig.anchor
 
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and default inference settings of a DyStream model.
