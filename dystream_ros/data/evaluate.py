@@ -19,6 +19,7 @@ import numpy as np
 from dystream_ros.data import metrics
 from dystream_ros.data.corpus import conversation
 from dystream_ros.data.real_speech import real_clips
+from dystream_ros.face.motion import get_values
 from dystream_ros.video import stream_motion
 
 HELDOUT_SEED = 1000  # held-out conversations: voices and texts of the 'heldout' split, a seed training never used
@@ -91,7 +92,8 @@ def _mean_over_seeds(per_seed: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def _nods(motions: list[np.ndarray], clips: list[Clip]) -> float:
-    ratios = [metrics.listening_nod_ratio(m, metrics.activity_with_hangover(c.self_active, VOICE_HANGOVER),
+    ratios = [metrics.listening_nod_ratio(get_values(m, 'headPitch')[:, 0],
+                                          metrics.activity_with_hangover(c.self_active, VOICE_HANGOVER),
                                           metrics.activity_with_hangover(c.partner_active, VOICE_HANGOVER))
               for m, c in zip(motions, clips)]
     return round(float(np.nanmedian(ratios)), 2)

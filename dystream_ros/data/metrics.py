@@ -50,10 +50,10 @@ def silence_closed(predicted_mouth: np.ndarray, speaking: np.ndarray) -> float:
     return float(np.mean(predicted_mouth[:n][quiet] < CLOSED_JAW))
 
 
-def listening_nod_ratio(motion: np.ndarray, self_active: np.ndarray, partner_active: np.ndarray) -> float:
+def listening_nod_ratio(head_pitch: np.ndarray, self_active: np.ndarray, partner_active: np.ndarray) -> float:
     """Head-pitch motion energy while only the partner speaks over that while nobody speaks; > 1 means the face
-    reacts to its partner (a listener nods), 1 that it ignores them."""
-    pitch = get_values(motion, 'headPitch')[:, 0]
+    reacts to its partner (a listener nods), 1 that it ignores them. ``head_pitch``: one angle per frame."""
+    pitch = np.asarray(head_pitch, float)
     energy = np.abs(np.diff(pitch, prepend=pitch[0]))
     n = min(len(energy), len(self_active), len(partner_active))
     own, heard = np.asarray(self_active[:n], bool), np.asarray(partner_active[:n], bool)
