@@ -16,6 +16,7 @@ from dystream_ros.data.sample import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, Sample, 
 from dystream_ros.errors import ConfigError, DataError
 from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, load_model
 from dystream_ros.model.checkpoint import read_tensors
+from dystream_ros.model.audio_encoder import encoder_audio_span
 from dystream_ros.model.dataset import WindowDataset
 from dystream_ros.model.train import TrainConfig, train
 
@@ -77,14 +78,17 @@ def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
 def test_train_command_writes_weights_the_generator_loads(data: Path, tmp_path: Path) -> None:
     out = tmp_path / 'run'
     code = main(['train', str(data), '--out', str(out), '--steps', '3', '--batch-size', '2', '--context-frames', '8',
-                 '--lookahead-ms', '40', '--seed', '3', '--save-every', '2', '--log-every', '1', '--no-progress'])
+                 '--lookahead-ms', '40', '--seed', '3', '--save-every', '2', '--log-every', '1', '--no-progress',
+                 '--speed-perturb', '0.1', '--eq-perturb-db', '6'])
     assert code == 0
     model = load_model(out / 'model.safetensors')
     assert model.config.context_frames == 8 and model.config.lookahead_ms == 40
     assert model.config.motion_names == NAMES
     assert float(model.motion_std.min()) > 0 and float(model.motion_mean.abs().max()) > 0
     assert [json.loads(line)['step'] for line in (out / 'train_log.jsonl').read_text().splitlines()] == [1, 2, 3]
-    assert json.loads((out / 'config.json').read_text())['world_size'] == 1
+    written = json.loads((out / 'config.json').read_text())
+    assert written['world_size'] == 1
+    assert written['train']['speed_perturb'] == 0.1 and written['train']['eq_perturb_db'] == 6.0
     gen = StreamingGenerator(out / 'model.safetensors')
     gen.push_self(np.zeros(16000, np.float32))
     gen.push_partner(np.zeros(16000, np.float32))
@@ -160,3 +164,56 @@ def test_rest_anchor_is_each_speakers_closed_mouth_pose_and_the_models_default(t
             assert gen.default_anchor[jaw] == pytest.approx(0.375)  # the mean: mouth half open
     with pytest.raises(ValueError, match='rest pose'):
         DyStream(SMALL.replace(anchor='rest'))(motion, own, partner)
+
+
+def test_speed_perturbed_windows_keep_sound_and_mouth_aligned(tmp_path: Path) -> None:
+    """A window played faster or slower moves its audio and its motion on one time base: a click heard at some
+    time lines up with the motion the clip had at that time."""
+    frames = 400
+    motion = np.zeros((frames, 58), np.float32)
+    motion[:, 0] = np.arange(frames)  # dim0: the source frame number, so the motion shows where a frame came from
+    clicks = np.arange(5, frames - 5, 7) * SAMPLES_PER_FRAME + 123  # source sample of each click
+    own = np.zeros(frames * SAMPLES_PER_FRAME, np.float32)
+    own[clicks] = 1.0
+    write_sample(tmp_path, Sample('clicks', motion, NAMES, np.ones(frames, bool), own, own))
+    config = ModelConfig(context_frames=30)
+    start = encoder_audio_span(config, 1, 30)[0]  # the audio span's first sample, relative to window frame 0
+    dataset = WindowDataset(tmp_path, config, window_frames=31, max_speed_change=0.1)
+    windows, audio, partner, _ = dataset.batch(np.random.default_rng(0), 40)
+    assert torch.equal(audio, partner)
+    speeds = set()
+    for window, sound in zip(windows.numpy(), audio.numpy()):
+        speed = window[1, 0] - window[0, 0]
+        assert np.diff(window[:, 0]) == pytest.approx(np.full(30, speed), abs=1e-4)  # one speed per window
+        speeds.add(round(float(speed), 2))
+        heard = np.flatnonzero((sound > 0.3) & (sound >= np.roll(sound, 1)) & (sound >= np.roll(sound, -1)))
+        assert len(heard) >= 3
+        for j in heard:
+            frame = (start + j) / SAMPLES_PER_FRAME  # when the click is heard, in window frames
+            source_frame = window[0, 0] + speed * frame  # the motion of that moment (the span's margins included)
+            assert np.min(np.abs(clicks / SAMPLES_PER_FRAME - source_frame)) < 0.01  # 0.4 ms
+    assert speeds == {0.9, 0.95, 1.0, 1.05, 1.1}
+    plain = WindowDataset(tmp_path, config, window_frames=31).batch(np.random.default_rng(0), 40)[0]
+    assert torch.all(plain[:, 1:, 0] - plain[:, :-1, 0] == 1)
+
+
+def test_equaliser_perturbation_colours_each_stream_within_its_range(tmp_path: Path) -> None:
+    frames = 200
+    noise = np.random.default_rng(1).normal(0, 0.1, frames * SAMPLES_PER_FRAME).astype(np.float32)
+    write_sample(tmp_path, Sample('noise', np.zeros((frames, 58), np.float32), NAMES, np.ones(frames, bool),
+                                  noise, noise))
+    config = ModelConfig(context_frames=30)
+
+    def band_db(audio: torch.Tensor, low_hz: float, high_hz: float) -> np.ndarray:
+        spectrum = np.abs(np.fft.rfft(audio.numpy(), axis=-1)) ** 2
+        hz = np.fft.rfftfreq(audio.shape[-1], 1 / SAMPLE_RATE_HZ)
+        return 10 * np.log10(spectrum[:, (hz >= low_hz) & (hz < high_hz)].mean(axis=-1))
+
+    _, plain, _, _ = WindowDataset(tmp_path, config, 31).batch(np.random.default_rng(0), 30)
+    _, own, partner, _ = WindowDataset(tmp_path, config, 31, max_eq_db=6.0).batch(np.random.default_rng(0), 30)
+    for low_hz, high_hz in ((40, 120), (6000, 8000)):  # well inside the low and the high shelf
+        change = band_db(own, low_hz, high_hz) - band_db(plain, low_hz, high_hz)
+        assert np.all(np.abs(change) < 6.5) and np.ptp(change) > 4  # random, and within +-6 dB
+        assert not np.allclose(change, band_db(partner, low_hz, high_hz) - band_db(plain, low_hz, high_hz))
+    middle = band_db(own, 900, 1100) - band_db(plain, 900, 1100)
+    assert np.all(np.abs(middle) < 1.0)  # speech's middle band keeps its level
