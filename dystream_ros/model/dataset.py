@@ -8,12 +8,9 @@ Windows that contain a frame where the tracker lost the face (``valid`` False, o
 drawn. Each window comes with its speaker's rest pose, the anchor of models trained with ``anchor='rest'``.
 
 Speed perturbation (``max_speed_change`` > 0, off by default): each window may be played faster or slower by a
-factor of 0.9, 0.95, .., 1.1, its audio resampled (pitch and formants move with the speed, as a shorter or longer
+factor within 1 +- ``max_speed_change``, in steps of 0.05 (0.1: 0.9, 0.95, .., 1.1), its audio resampled (pitch and formants move with the speed, as a shorter or longer
 vocal tract would move them) and its motion resampled on the same time base, so sound and mouth stay aligned. Like
 Kaldi's 0.9/1.0/1.1 speed perturbation, it shows the model more voices than the corpus has.
-
-Equaliser perturbation (``max_eq_db`` > 0, off by default): each window's two streams pass through their own random
-low shelf (300 Hz) and high shelf (3 kHz) of up to +-``max_eq_db`` dB, as other voices and microphones colour sound.
 """
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.signal import lfilter, resample_poly
+from scipy.signal import resample_poly
 
 from dystream_ros.data.sample import SAMPLE_RATE_HZ, Sample, list_samples, read_sample
 from dystream_ros.errors import DataError
@@ -30,7 +27,6 @@ from dystream_ros.model.config import ModelConfig
 
 REST_FRACTION = 0.2  # a speaker's rest pose: the mean of the fifth of their frames with the mouth most closed
 SPEED_STEPS = 20  # speed factors are multiples of 1/20: 0.9, 0.95, 1.0, 1.05, 1.1
-EQ_SHELVES_HZ = (300.0, 3000.0)  # corner frequencies of the random low and high shelf
 RESAMPLE_MARGIN = 8  # extra source audio on each side of a resampled span, in resampler periods (edge effects)
 
 
@@ -63,27 +59,6 @@ def _speed_changed(audio: np.ndarray, source_start: int, length: int, numerator:
     return resample_poly(source, SPEED_STEPS, numerator)[skip:skip + length].astype(np.float32)
 
 
-def _shelf(corner_hz: float, gain_db: float, high: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Biquad (b, a) of a low or high shelf with slope 1 (the formulas of the Audio EQ Cookbook)."""
-    amp = 10 ** (gain_db / 40)
-    w0 = 2 * np.pi * corner_hz / SAMPLE_RATE_HZ
-    cos, root = np.cos(w0), 2 * np.sqrt(amp) * np.sin(w0) / np.sqrt(2)
-    s = -1 if high else 1  # the cookbook's high shelf is its low shelf with these signs flipped
-    b = amp * np.array([(amp + 1) - s * (amp - 1) * cos + root, 2 * s * ((amp - 1) - s * (amp + 1) * cos),
-                        (amp + 1) - s * (amp - 1) * cos - root])
-    a = np.array([(amp + 1) + s * (amp - 1) * cos + root, -2 * s * ((amp - 1) + s * (amp + 1) * cos),
-                  (amp + 1) + s * (amp - 1) * cos - root])
-    return b / a[0], a / a[0]
-
-
-def _equalised(audio: np.ndarray, rng: np.random.Generator, max_db: float) -> np.ndarray:
-    """``audio`` through a random low and high shelf (``EQ_SHELVES_HZ``) of up to +-``max_db`` dB each."""
-    for corner_hz, high in zip(EQ_SHELVES_HZ, (False, True)):
-        b, a = _shelf(corner_hz, float(rng.uniform(-max_db, max_db)), high)
-        audio = lfilter(b, a, audio)
-    return audio.astype(np.float32)
-
-
 def _frames_at(motion: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Motion (T, D) linearly interpolated at fractional frame ``positions`` (N,) inside [0, T - 1]."""
     lower = np.floor(positions).astype(np.int64)
@@ -95,8 +70,7 @@ def _frames_at(motion: np.ndarray, positions: np.ndarray) -> np.ndarray:
 class WindowDataset:
     """All samples of a folder in memory, and random windows of ``window_frames`` frames from them."""
 
-    def __init__(self, root: Path, config: ModelConfig, window_frames: int, max_speed_change: float = 0.0,
-                 max_eq_db: float = 0.0) -> None:
+    def __init__(self, root: Path, config: ModelConfig, window_frames: int, max_speed_change: float = 0.0) -> None:
         if config.sample_rate_hz != SAMPLE_RATE_HZ:
             msg = f'samples are {SAMPLE_RATE_HZ} Hz but the model expects {config.sample_rate_hz} Hz'
             raise DataError(msg)
@@ -105,7 +79,6 @@ class WindowDataset:
             raise DataError(msg)
         self.config = config
         self.window_frames = window_frames
-        self.max_eq_db = max_eq_db
         change = round(max_speed_change * SPEED_STEPS)
         self.speed_numerators = np.arange(SPEED_STEPS - change, SPEED_STEPS + change + 1)  # factor = n / SPEED_STEPS
         self.samples: list[Sample] = [read_sample(folder) for folder in list_samples(root)]
@@ -165,8 +138,6 @@ class WindowDataset:
                 source_start = offset + round(start * factor)
                 audio = [_speed_changed(a, source_start, end - start, numerator)
                          for a in (sample.self_audio, sample.partner_audio)]
-            if self.max_eq_db > 0:
-                audio = [_equalised(a, rng, self.max_eq_db) for a in audio]
             own.append(audio[0])
             partner.append(audio[1])
         return (torch.from_numpy(np.stack(motion)), torch.from_numpy(np.stack(own)),

@@ -67,7 +67,6 @@ class TrainConfig:
     log_every: int = 50  # steps between train_log.jsonl lines
     window_frames: int = 0  # frames per training window; 0 = context_frames + 1 (the paper's window)
     speed_perturb: float = 0.0  # play windows up to this much faster or slower (0.1: 0.9x .. 1.1x); 0 = off
-    eq_perturb_db: float = 0.0  # random low and high shelves of up to +- this many dB on each stream; 0 = off
     device: str = ''  # '' = cuda if available, else cpu
     resume: bool = False
     progress: bool = True  # tqdm progress bar on rank 0
@@ -218,7 +217,7 @@ def _train(cfg: TrainConfig, model_config: ModelConfig | None, rank: int, distri
     if window < 2:
         msg = f'window_frames must be >= 2, got {window}'
         raise ConfigError(msg)
-    data = WindowDataset(Path(cfg.data), model_config, window, cfg.speed_perturb, cfg.eq_perturb_db)
+    data = WindowDataset(Path(cfg.data), model_config, window, cfg.speed_perturb)
     if not model_config.motion_names and all(data.motion_names):
         model_config = model_config.replace(motion_names=data.motion_names)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
@@ -303,9 +302,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--speed-perturb', type=float, default=defaults.speed_perturb,
                         help='play each window up to this much faster or slower, audio and motion together '
                              '(0.1: 0.9x to 1.1x in steps of 0.05; 0 = off)')
-    parser.add_argument('--eq-perturb-db', type=float, default=defaults.eq_perturb_db,
-                        help='colour each stream of a window with a random low shelf (300 Hz) and high shelf (3 kHz) '
-                             'of up to +- this many dB (0 = off)')
     parser.add_argument('--context-frames', type=int, default=None, help='override the attention window')
     parser.add_argument('--lookahead-ms', type=int, default=None, help='override the encoder lookahead')
     parser.add_argument('--anchor', choices=['window_end', 'rest'], default=None,
@@ -332,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
                       weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_decay=args.lr_decay,
                       ema_decay=args.ema_decay, grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every,
                       log_every=args.log_every, window_frames=args.window_frames,
-                      speed_perturb=args.speed_perturb, eq_perturb_db=args.eq_perturb_db, device=args.device,
+                      speed_perturb=args.speed_perturb, device=args.device,
                       resume=args.resume, progress=not args.no_progress)
     result = train(cfg, model_config)
     if result.model_path is not None:
