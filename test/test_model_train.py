@@ -15,8 +15,8 @@ from dystream_ros.cli import main
 from dystream_ros.data.sample import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, Sample, write_sample
 from dystream_ros.errors import ConfigError, DataError
 from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, load_model
-from dystream_ros.model.checkpoint import read_tensors
 from dystream_ros.model.audio_encoder import encoder_audio_span
+from dystream_ros.model.checkpoint import read_tensors
 from dystream_ros.model.dataset import WindowDataset
 from dystream_ros.model.train import TrainConfig, train
 

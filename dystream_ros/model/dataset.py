@@ -8,9 +8,10 @@ Windows that contain a frame where the tracker lost the face (``valid`` False, o
 drawn. Each window comes with its speaker's rest pose, the anchor of models trained with ``anchor='rest'``.
 
 Speed perturbation (``max_speed_change`` > 0, off by default): each window may be played faster or slower by a
-factor within 1 +- ``max_speed_change``, in steps of 0.05 (0.1: 0.9, 0.95, .., 1.1), its audio resampled (pitch and formants move with the speed, as a shorter or longer
-vocal tract would move them) and its motion resampled on the same time base, so sound and mouth stay aligned. Like
-Kaldi's 0.9/1.0/1.1 speed perturbation, it shows the model more voices than the corpus has.
+factor within 1 +- ``max_speed_change``, in steps of 0.05 (0.1: 0.9, 0.95, .., 1.1). Its audio is resampled (pitch
+and formants move with the speed, as a shorter or longer vocal tract would move them) and its motion resampled on
+the same time base, so sound and mouth stay aligned. Like Kaldi's 0.9/1.0/1.1 speed perturbation, it shows the model
+more voices than the corpus has.
 """
 from __future__ import annotations
 
