@@ -105,7 +105,9 @@ def test_corpus_command_writes_samples_that_training_reads(tmp_path: Path) -> No
     summary = json.loads((tmp_path / 'corpus.json').read_text())
     folders = list_samples(tmp_path)
     assert summary['samples'] == len(folders) >= 2 and summary['split'] == 'heldout'
+    assert sum(summary['samples_per_voice'].values()) == summary['samples']
     sample = read_sample(folders[0])
     assert sample.names == MOTION_NAMES
     assert len(sample.self_audio) == len(sample.partner_audio) == sample.num_frames * 640
     assert sample.partner_audio.std() > 0 and np.isfinite(sample.motion).all()
+    assert sample.speaker.startswith(('espeak:', 'festival:'))  # the voice travels with the sample, for reports

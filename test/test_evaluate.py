@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dystream_ros.data.evaluate import evaluate, plot
+from dystream_ros.data.evaluate import evaluate, plot, write_report
 
 
 @pytest.fixture(scope='module')
@@ -31,6 +31,15 @@ def test_the_report_has_every_figure_for_the_model_and_both_baselines(report_and
     assert all(math.isfinite(v) for v in report['drift_10min'].values())
 
 
+def test_heldout_lip_sync_is_also_given_per_voice(report_and_traces: tuple[dict, dict]) -> None:
+    report, _ = report_and_traces
+    by_voice = report['heldout_tts']['lipsync_corr_by_voice']
+    assert sum(row['clips'] for row in by_voice.values()) == report['heldout_tts']['clips']
+    assert set(by_voice) <= {'en-gb-x-rp', 'en-gb-x-gbcwmd', 'slt'}  # the held-out voices, without variants
+    for row in by_voice.values():
+        assert -1.0 <= row['model'] <= 1.0 and -1.0 <= row['amplitude'] <= 1.0
+
+
 def test_the_shipped_model_follows_the_voice_better_than_chance(report_and_traces: tuple[dict, dict]) -> None:
     report, _ = report_and_traces
     assert report['heldout_tts']['model']['lipsync_corr'] > 0.5
@@ -42,3 +51,14 @@ def test_the_plots_are_written(report_and_traces: tuple[dict, dict], tmp_path: P
     written = plot(*report_and_traces, tmp_path)
     assert [p.name for p in written] == ['eval_metrics.png', 'eval_traces.png']
     assert all(p.stat().st_size > 10_000 for p in written)
+
+
+def test_the_report_states_each_target_and_the_per_voice_table(report_and_traces: tuple[dict, dict],
+                                                               tmp_path: Path) -> None:
+    report, _ = report_and_traces
+    write_report(report, tmp_path / 'eval.md', 'dystream eval')
+    text = (tmp_path / 'eval.md').read_text()
+    assert text.count('>= 0.75 and above the amplitude baseline') == 1
+    assert '| voice | clips | model | amplitude |' in text
+    for voice, row in report['heldout_tts']['lipsync_corr_by_voice'].items():
+        assert f'| {voice} | {row["clips"]} | {row["model"]} | {row["amplitude"]} |' in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from scipy.signal import fftconvolve, lfilter
 
 from dystream_ros.data.sample import SAMPLE_RATE_HZ, Sample, write_sample
 from dystream_ros.data.teacher import Persona, Turn, side_motion
-from dystream_ros.data.tts import Utterance, Voice, synthesize
+from dystream_ros.data.tts import Utterance, Voice, synthesize, voice_family
 from dystream_ros.face.motion import MOTION_NAMES
 
 # Voices per split: the held-out split must be spoken by voices the model never heard in training.
@@ -211,7 +212,7 @@ def conversation(index: int, split: str, seed: int, target_s: float) -> list[Sam
         self_audio = _microphone(dry[side], dry[other], rng, far_field=False)
         partner_audio = _microphone(dry[other], dry[side], rng, far_field=True)
         samples.append(Sample(f'{split}_{seed}_{index:05d}_{"ab"[side]}', motion, MOTION_NAMES,
-                              np.ones(num_frames, bool), self_audio, partner_audio))
+                              np.ones(num_frames, bool), self_audio, partner_audio, voices[side].label))
     return samples
 
 
@@ -233,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     goal_s = args.hours * 3600.0
     done_s, index, count = 0.0, 0, 0
+    voices: Counter[str] = Counter()  # samples per voice family
     with tqdm(total=int(goal_s), unit='s', desc=f'corpus ({args.split}), seconds of conversation') as bar:
         while done_s < goal_s:
             samples = conversation(index, args.split, args.seed, args.conversation_seconds)
@@ -241,10 +243,11 @@ def run(args: argparse.Namespace) -> int:
             length_s = samples[0].num_frames / 25
             done_s += length_s
             count += len(samples)
+            voices.update(voice_family(sample.speaker) for sample in samples)
             index += 1
             bar.update(int(round(length_s)))
     summary = {'split': args.split, 'seed': args.seed, 'conversations': index, 'samples': count,
-               'hours': round(done_s / 3600, 3)}
+               'hours': round(done_s / 3600, 3), 'samples_per_voice': dict(sorted(voices.items()))}
     (args.out / 'corpus.json').write_text(json.dumps(summary, indent=2) + '\n')
     print(json.dumps(summary))
     return 0

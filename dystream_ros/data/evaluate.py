@@ -19,6 +19,7 @@ import numpy as np
 from dystream_ros.data import metrics
 from dystream_ros.data.corpus import conversation
 from dystream_ros.data.real_speech import real_clips
+from dystream_ros.data.tts import voice_family
 from dystream_ros.face.motion import get_values
 from dystream_ros.video import stream_motion
 
@@ -37,6 +38,7 @@ class Clip:
     self_active: np.ndarray  # frames inside the face's own phonemes
     partner_active: np.ndarray  # frames inside the partner's phonemes
     teacher: np.ndarray | None = None  # the corpus teacher's motion, for TTS clips
+    voice: str = ''  # the face's voice family (see voice_family), for TTS clips
 
 
 SPEECH_HANGOVER = 2  # frames: the lips close within 80 ms of the last phoneme
@@ -50,7 +52,7 @@ def heldout_clips(count: int, seconds: float, seed: int = HELDOUT_SEED) -> list[
         side, other = conversation(index, 'heldout', seed, seconds)
         own, heard = metrics.mouth_opening(side.motion), metrics.mouth_opening(other.motion)
         clips.append(Clip(f'heldout/{index}', side.self_audio, side.partner_audio, own, own > 0.01, heard > 0.01,
-                          side.motion))
+                          side.motion, voice_family(side.speaker)))
     return clips
 
 
@@ -80,6 +82,15 @@ def _lipsync(motions: list[np.ndarray], clips: list[Clip]) -> dict[str, float]:
         c.self_active, SPEECH_HANGOVER)) for m, c in zip(motions, clips)]
     return {'lipsync_corr': round(float(np.mean(corr)), 3), 'lipsync_lag_frames': int(np.median(lag)),
             'silence_closed': round(float(np.nanmean(closed)), 3)}
+
+
+def _lipsync_by_voice(motions: list[np.ndarray], clips: list[Clip]) -> dict[str, float]:
+    """Mean ``lipsync_corr`` of the clips of each voice family."""
+    groups: dict[str, list[float]] = {}
+    for motion, clip in zip(motions, clips):
+        groups.setdefault(clip.voice, []).append(metrics.lipsync_corr(metrics.mouth_opening(motion),
+                                                                      clip.reference_mouth))
+    return {voice: float(np.mean(corr)) for voice, corr in sorted(groups.items())}
 
 
 def _mean_over_seeds(per_seed: list[dict[str, float]]) -> dict[str, Any]:
@@ -119,6 +130,7 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
                               'heldout_seed': heldout_seed}
     traces: dict[str, Any] = {}
     first_clip: list[np.ndarray] = []  # the model's motion on the first held-out clip, one per seed
+    by_voice: dict[str, list[dict[str, float]]] = {}  # held-out lip sync per voice family: system -> one per seed
     for set_name, clips in sets.items():
         report[set_name] = {'clips': len(clips), 'seconds': round(sum(len(c.self_audio) for c in clips) / 16000, 1)}
         for system, generator in systems.items():
@@ -128,6 +140,7 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
                 figures = _lipsync(motions, clips)
                 if set_name == 'heldout_tts':
                     figures['listening_nod_ratio'] = _nods(motions, clips)
+                    by_voice.setdefault(system, []).append(_lipsync_by_voice(motions, clips))
                 per_seed.append(figures)
                 if seed == 0:
                     traces[f'{set_name}/{system}'] = (motions[0], clips[0])
@@ -139,6 +152,12 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
         teachers = [c.teacher for c in clips if c.teacher is not None]
         if teachers:
             report[set_name]['teacher'] = {**_lipsync(teachers, clips), 'listening_nod_ratio': _nods(teachers, clips)}
+    voices = sorted({c.voice for c in sets['heldout_tts']})
+    report['heldout_tts']['lipsync_corr_by_voice'] = {
+        voice: {'clips': sum(c.voice == voice for c in sets['heldout_tts']),
+                **{system: round(float(np.mean([s[voice] for s in per_seed])), 3)
+                   for system, per_seed in by_voice.items()}}
+        for voice in voices}
     model_gen = systems['model']
     offline = [_generate(model_gen, c, online=False) for c in sets['heldout_tts']]
     offline_corr = _lipsync(offline, sets['heldout_tts'])['lipsync_corr']
@@ -258,6 +277,12 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
             met = '' if test is None else 'yes' if test(figures['model'][key], figures) else '**no**'
             lines.append(f'| `{key}` | {row} | {text} | {met} |')
         lines.append('')
+        if 'lipsync_corr_by_voice' in figures:
+            lines += ['`lipsync_corr` by voice (espeak-ng accent or festival voice; every variant, rate and pitch of',
+                      'it together):', '', '| voice | clips | model | amplitude |', '|---|---|---|---|']
+            lines += [f'| {voice} | {row["clips"]} | {row["model"]} | {row["amplitude"]} |'
+                      for voice, row in figures['lipsync_corr_by_voice'].items()]
+            lines.append('')
     drift = report['drift_10min']
     lines += ['## Streaming, sampling and long runs', '', '| metric | value | target |', '|---|---|---|',
               f'| `online_offline_gap` (offline minus streaming `lipsync_corr`, held-out TTS) | '

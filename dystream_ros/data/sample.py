@@ -3,7 +3,8 @@
 A sample is a folder::
 
     <root>/<sample_id>/motion.npz    motion (T, D) float32, names (D,) str, fps () int,
-                                     valid (T,) bool (False where the tracker lost the face)
+                                     valid (T,) bool (False where the tracker lost the face),
+                                     speaker () str (optional: who speaks as the face, '' if unknown)
     <root>/<sample_id>/self.wav      the face's own voice, 16 kHz mono
     <root>/<sample_id>/partner.wav   the other person's voice, 16 kHz mono (optional: absent means silence)
 
@@ -35,6 +36,7 @@ class Sample:
     valid: np.ndarray  # (T,) bool
     self_audio: np.ndarray  # (S,) float32
     partner_audio: np.ndarray  # (S,) float32
+    speaker: str = ''  # the face's voice (a TTS voice label in the corpus); reports group by it; '' if unknown
 
     @property
     def num_frames(self) -> int:
@@ -52,6 +54,7 @@ def write_sample(root: Path, sample: Sample) -> Path:
         names=np.asarray(sample.names, dtype=str),
         fps=np.int64(FPS),
         valid=np.asarray(sample.valid, bool),
+        speaker=np.asarray(sample.speaker, dtype=str),
     )
     soundfile.write(folder / 'self.wav', np.asarray(sample.self_audio, np.float32), SAMPLE_RATE_HZ, subtype='PCM_16')
     if np.any(sample.partner_audio):
@@ -101,13 +104,14 @@ def read_sample(folder: Path) -> Sample:
         motion = npz['motion'].astype(np.float32)
         names = tuple(str(n) for n in npz['names'])
         valid = npz['valid'].astype(bool)
+        speaker = str(npz['speaker']) if 'speaker' in npz else ''
     if motion.ndim != 2 or motion.shape[1] != len(names) or valid.shape != (motion.shape[0],):
         msg = f'{motion_path}: inconsistent shapes motion {motion.shape}, names {len(names)}, valid {valid.shape}'
         raise DataError(msg)
     self_audio = read_audio(folder / 'self.wav')
     partner_path = folder / 'partner.wav'
     partner_audio = read_audio(partner_path) if partner_path.is_file() else np.zeros_like(self_audio)
-    return Sample(folder.name, motion, names, valid, self_audio, partner_audio)
+    return Sample(folder.name, motion, names, valid, self_audio, partner_audio, speaker)
 
 
 def list_samples(root: Path) -> list[Path]:

@@ -64,6 +64,11 @@ class Voice:
         return f'{self.engine}:{self.name}@{self.rate_wpm}wpm,p{self.pitch}'
 
 
+def voice_family(label: str) -> str:
+    """A voice label without its variant, rate and pitch: 'espeak:en-gb-x-rp+m7@170wpm,p50' -> 'en-gb-x-rp'."""
+    return label.split(':', 1)[-1].split('@', 1)[0].split('+', 1)[0]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # espeak-ng
 
