@@ -26,6 +26,7 @@ from dystream_ros.face.motion import quaternion_to_rpy
 from dystream_ros.msg import FaceMotion
 from dystream_ros.nodes.bag_tools import read_conversation
 from dystream_ros.nodes.conversions import stamp_ns
+from support.graph import stop_node_and_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_BAG = ROOT / 'dystream_ros' / 'assets' / 'demo_conversation'
@@ -236,10 +237,6 @@ def test_sigterm_while_publishing_is_a_clean_shutdown(attempt: int) -> None:
         while len(frames) < 10 + 7 * attempt and time.monotonic() < deadline:  # stop at different moments
             executor.spin_once(timeout_sec=0.02)
     finally:
-        node.send_signal(signal.SIGTERM)
-        output = node.communicate(timeout=30)[0]
-        executor.shutdown()
-        listener.destroy_node()
-        rclpy.try_shutdown(context=context)
+        output = stop_node_and_graph(node, signal.SIGTERM, executor, listener, context)
     assert frames
     assert node.returncode == 0 and 'Traceback' not in output, output[-2000:]

@@ -19,6 +19,7 @@ from std_msgs.msg import Header
 
 from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
 from dystream_ros.nodes.conversions import time_message
+from support.graph import stop_node_and_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = 1_000_000_000
@@ -76,11 +77,7 @@ def test_bad_audio_is_repaired_logged_once_per_burst_and_counted() -> None:
         spin(2.5)
         frames = len(motion)
     finally:
-        face.send_signal(signal.SIGINT)
-        log = face.communicate(timeout=30)[0]
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        log = stop_node_and_graph(face, signal.SIGINT, executor, node, context)
     assert face.returncode == 0, log[-3000:]
     indices = [m.frame_index for m in motion]
     assert indices == list(range(indices[0], indices[0] + len(indices)))  # no frame lost meanwhile
