@@ -47,6 +47,8 @@ def test_heldout_split_shares_no_voice_and_no_sentence_with_train() -> None:
     heldout = {corpus._random_voice('heldout', rng).name for _ in range(500)}
     assert len(train) > 20 and len(heldout) > 5
     assert not train & heldout
+    assert not set(corpus._ESPEAK_TRAIN_VARIANTS) & set(corpus._ESPEAK_HELDOUT_VARIANTS)  # no shared timbre
+    assert not set(corpus._ESPEAK_TRAIN) & set(corpus._ESPEAK_HELDOUT)  # and no shared accent
     train_text = ' '.join(t for _, _, t in corpus._script('train', rng, 3000.0))
     for _, _, text in corpus._script('heldout', rng, 300.0):
         assert text not in train_text

@@ -66,7 +66,7 @@ def test_step_graph_takes_and_returns_the_kv_cache(exported: tuple[DyStream, Pat
     assert inputs == ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', 'rope_cos', 'rope_sin',
                       *cache_names(model.config)]
     assert outputs == ['motion', *cache_names(model.config, '_out')]
-    branches = 4  # default guidance 0.5/0.5/0/1 skips the anchor-only branch
+    branches = 4  # the anchor-only branch has weight 0 in the stored guidance, so it is left out
     expected = [branches, model.config.n_head, model.config.context_frames - 1, model.config.head_size]
     assert session.get_inputs()[7].shape == expected
 

@@ -21,6 +21,7 @@ from dystream_ros.data.corpus import conversation
 from dystream_ros.data.real_speech import real_clips
 from dystream_ros.data.tts import voice_family
 from dystream_ros.face.motion import get_values
+from dystream_ros.model.config import GUIDANCE_WEIGHTS
 from dystream_ros.video import stream_motion
 
 HELDOUT_SEED = 1000  # held-out conversations: voices and texts of the 'heldout' split, a seed training never used
@@ -111,9 +112,12 @@ def _nods(motions: list[np.ndarray], clips: list[Clip]) -> float:
 
 
 def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: int = 8, heldout_seconds: float = 30.0,
-             drift_minutes: float = 10.0, seeds: int = 3, heldout_seed: int = HELDOUT_SEED
-             ) -> tuple[dict[str, Any], dict[str, Any]]:
+             drift_minutes: float = 10.0, seeds: int = 3, heldout_seed: int = HELDOUT_SEED,
+             guidance: dict[str, float] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every metric; return the report (JSON-able) and the traces for the plots.
+
+    ``guidance``: cfg_* weights that replace those stored with the model (e.g. ``{'cfg_audio': 1.0}``), for choosing
+    them on the validation split.
 
     The model samples its motion, and one sampled stream follows the reference a few hundredths better or worse than
     another, so its figures are the mean over ``seeds`` sampler seeds (the baselines are deterministic)."""
@@ -123,11 +127,12 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
     from dystream_ros.runtime.amplitude import AmplitudeGenerator
 
     torch.set_num_threads(1)
-    systems = {'model': StreamingGenerator(model, backend=backend, seed=0), 'amplitude': AmplitudeGenerator()}
+    systems = {'model': StreamingGenerator(model, backend=backend, seed=0, **(guidance or {})),
+               'amplitude': AmplitudeGenerator()}
     sets = {'heldout_tts': heldout_clips(heldout_count, heldout_seconds, heldout_seed),
             'real_speech': real_speech_clips()}
     report: dict[str, Any] = {'model': str(model or 'shipped default'), 'backend': backend,
-                              'heldout_seed': heldout_seed}
+                              'heldout_seed': heldout_seed, 'guidance': guidance or {}}  # {}: stored with the model
     traces: dict[str, Any] = {}
     first_clip: list[np.ndarray] = []  # the model's motion on the first held-out clip, one per seed
     by_voice: dict[str, list[dict[str, float]]] = {}  # held-out lip sync per voice family: system -> one per seed
@@ -307,6 +312,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--heldout-seed', type=int, default=HELDOUT_SEED,
                         help=f'seed of the held-out conversations; {VALIDATION_SEED} gives the validation split, '
                              'for choosing settings without looking at the reported figures')
+    for name in GUIDANCE_WEIGHTS:
+        parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None,
+                            help='guidance weight instead of the one stored with the model')
     parser.add_argument('--drift-minutes', type=float, default=10.0, help='length of the drift stream')
     parser.add_argument('--plots', type=Path, help='folder for the plots (e.g. docs)')
     parser.add_argument('--report', type=Path, help='markdown report to write (e.g. docs/eval.md)')
@@ -315,7 +323,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report."""
     report, traces = evaluate(args.model, args.backend, args.heldout, args.heldout_seconds, args.drift_minutes,
-                              heldout_seed=args.heldout_seed)
+                              heldout_seed=args.heldout_seed,
+                              guidance={k: getattr(args, k) for k in GUIDANCE_WEIGHTS if getattr(args, k) is not None})
     if args.plots:
         report['plots'] = [str(p) for p in plot(report, traces, args.plots)]
     if args.report:

@@ -18,6 +18,7 @@ from typing import Any
 from dystream_ros.errors import ConfigError
 
 ANCHORS = ('window_end', 'rest')  # see ModelConfig.anchor
+GUIDANCE_WEIGHTS = ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')  # the ModelConfig fields of the CFG weights
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from dystream_ros.errors import CheckpointError, ConfigError
-from dystream_ros.model.config import ModelConfig
+from dystream_ros.model.config import GUIDANCE_WEIGHTS, ModelConfig
 from dystream_ros.model.dystream import DyStream, frame_position
 from dystream_ros.model.sampler import Guidance, sigma_schedule
 from dystream_ros.model.transformer import rope_at
@@ -264,7 +264,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='export a randomly initialised model of this size instead (speed tests only)')
     parser.add_argument('--out', type=Path, required=True, help='folder for the .onnx files and meta.json')
     parser.add_argument('--steps', type=int, default=None, help='Euler steps (default: the model config)')
-    for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all'):
+    for name in GUIDANCE_WEIGHTS:
         parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None, dest=name,
                             help=f'guidance weight {name} (default: the model config)')
     parser.add_argument('--check-frames', type=int, default=25,
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         model = DyStream(ModelConfig.preset(args.random_weights)).eval()
     else:
         model = load_model(args.model) if args.model else load_default_model()
-    settings = {k: getattr(args, k) for k in ('steps', 'cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')}
+    settings = {k: getattr(args, k) for k in ('steps', *GUIDANCE_WEIGHTS)}
     onnx_gen = StreamingGenerator(model, backend='onnx', onnx_dir=args.out, num_threads=1, **settings)
     report: dict[str, Any] = {'out': str(args.out), 'providers': onnx_gen.providers,
                               'branches': list(onnx_gen.guidance.names), 'steps': onnx_gen.config.steps}

@@ -151,7 +151,7 @@ class StreamingGenerator:
             default_anchor() if None.
         seed: seed of the sampler noise; the same seed and audio give the same frames.
         steps: Euler steps (default: the model config's, 5).
-        cfg_audio, cfg_partner, cfg_anchor, cfg_all: guidance weights (default: the config's, 0.5/0.5/0/1).
+        cfg_audio, cfg_partner, cfg_anchor, cfg_all: guidance weights (default: those stored with the weights).
         use_partner: False when there is no partner microphone; the partner stream is then silence and only
             ``push_self`` is called.
         device: torch device of the torch backend.

@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dystream_ros.errors import CheckpointError, ConfigError
 from dystream_ros.model.checkpoint import check_state_dict, config_from_metadata, read_tensors, save_model, save_tensors
-from dystream_ros.model.config import ModelConfig
+from dystream_ros.model.config import GUIDANCE_WEIGHTS, ModelConfig
 from dystream_ros.model.dataset import WindowDataset
 from dystream_ros.model.dystream import DyStream
 
@@ -308,7 +308,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the anchor in training: one of the window's last frames (the paper's), or the "
                              "speaker's rest pose")
     parser.add_argument('--device', default='', help='cpu, cuda, cuda:1 (default: cuda if available)')
-    for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all'):
+    for name in GUIDANCE_WEIGHTS:
         parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None,
                             help='guidance weight stored with the weights as the inference default')
     parser.add_argument('--resume', action='store_true', help='continue from OUT/train_state.safetensors')
@@ -317,10 +317,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments."""
-    overrides = {k: v for k, v in (('context_frames', args.context_frames), ('lookahead_ms', args.lookahead_ms),
-                                   ('anchor', args.anchor),
-                                   ('cfg_audio', args.cfg_audio), ('cfg_partner', args.cfg_partner),
-                                   ('cfg_anchor', args.cfg_anchor), ('cfg_all', args.cfg_all)) if v is not None}
+    overrides = {k: getattr(args, k) for k in ('context_frames', 'lookahead_ms', 'anchor', *GUIDANCE_WEIGHTS)
+                 if getattr(args, k) is not None}
     model_config = None
     if not args.resume or args.config or overrides:  # on resume, only an explicit request is checked
         model_config = ModelConfig.preset(args.config or 'tiny').replace(**overrides)

@@ -144,6 +144,7 @@ class DystreamNode(LifecycleNode):
         from dystream_ros.face.neck import NeckMapper
         from dystream_ros.face.renderers import make_renderer
         from dystream_ros.model import StreamingGenerator
+        from dystream_ros.model.config import GUIDANCE_WEIGHTS
 
         torch.set_num_threads(settings.num_threads)
         if settings.generator == 'amplitude':
@@ -154,8 +155,7 @@ class DystreamNode(LifecycleNode):
             generator = StreamingGenerator(
                 settings.model_path or None, backend=settings.backend, device=settings.device, seed=settings.seed,
                 steps=settings.steps, num_threads=settings.num_threads,
-                **{name: value for name in ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')
-                   if (value := settings.values[name]) >= 0})
+                **{name: value for name in GUIDANCE_WEIGHTS if (value := settings.values[name]) >= 0})
         model_lookahead_ms = generator.lookahead_samples * 1000 // 16000
         if settings.generator == 'dystream' and settings.lookahead_ms not in (-1, model_lookahead_ms):
             msg = (f'lookahead_ms is {settings.lookahead_ms} but the model was trained with {model_lookahead_ms} ms; '
