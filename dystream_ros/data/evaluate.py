@@ -205,8 +205,8 @@ def plot(report: dict[str, Any], traces: dict[str, Any], folder: Path) -> list[P
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    for ax, key, target in zip(axes, ['lipsync_corr', 'silence_closed', 'listening_nod_ratio', 'lipsync_lag_frames'],
+    fig, axes = plt.subplots(1, 5, figsize=(19, 3.4))
+    for ax, key, target in zip(axes[:4], ['lipsync_corr', 'silence_closed', 'listening_nod_ratio', 'lipsync_lag_frames'],
                                [(0.75, 0.6), (0.9, 0.9), (2.0, None), (1, None)]):
         labels, values = [], []
         for set_name in ('heldout_tts', 'real_speech'):
@@ -221,6 +221,14 @@ def plot(report: dict[str, Any], traces: dict[str, Any], folder: Path) -> list[P
         for line in (t for t in target if t is not None):
             ax.axhline(line, color='red', linestyle='--', linewidth=0.8)
         ax.set_title(key)
+    by_voice = report['heldout_tts'].get('lipsync_corr_by_voice', {})
+    x = np.arange(len(by_voice))
+    for offset, system, colour in ((-0.2, 'model', 'C0'), (0.2, 'amplitude', 'C7')):
+        axes[4].bar(x + offset, [row[system] for row in by_voice.values()], width=0.4, color=colour, label=system)
+    axes[4].set_xticks(x, [f'{voice}\n{row["clips"]} clips' for voice, row in by_voice.items()], fontsize=7)
+    axes[4].set_ylim(0.5, 1.0)
+    axes[4].legend(fontsize=7, loc='lower right')
+    axes[4].set_title('lipsync_corr by held-out voice')
     fig.tight_layout()
     written.append(folder / 'eval_metrics.png')
     fig.savefig(written[-1], dpi=90)
