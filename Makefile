@@ -29,7 +29,7 @@ corpus: setup
 ## model: retrain the shipped weights from that corpus (about 55 minutes, one core) and put them in the package;
 model: corpus
 	OMP_NUM_THREADS=1 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
-	  --steps 10000 --batch-size 16 --seed 0 --anchor rest --cfg-audio 1.0 --cfg-partner 1.5
+	  --steps 10000 --batch-size 16 --seed 0 --anchor rest --cfg-self 1.0 --cfg-partner 1.5
 	cp build/train/model.safetensors dystream_ros/assets/dystream_tiny.safetensors
 
 ## eval: evaluate the shipped model (about 5 minutes); writes docs/eval.md and its plots

@@ -81,7 +81,7 @@ class RecomputeBaseline:
         self.guidance = Guidance(tuple(BRANCHES), tuple(BRANCHES.values()), tuple(every[n] for n in BRANCHES))
         self.sigmas = sigma_schedule(cfg.steps, cfg.sigma_min)
         with torch.inference_mode():
-            (state_self, feat_self), (state_partner, feat_partner) = (model.audio_encoder.silence(),
+            (state_self, feat_self), (state_partner, feat_partner) = (model.self_encoder.silence(),
                                                                       model.partner_encoder.silence())
         self.encoder_state = {'self': state_self, 'partner': state_partner}
         silence = (feat_self, feat_partner)
@@ -97,7 +97,7 @@ class RecomputeBaseline:
     def frame(self, own: np.ndarray, partner: np.ndarray) -> torch.Tensor:
         model, cfg = self.model, self.cfg
         t0 = time.perf_counter()
-        feat_self, self.encoder_state['self'] = model.audio_encoder.step(torch.from_numpy(own)[None],
+        feat_self, self.encoder_state['self'] = model.self_encoder.step(torch.from_numpy(own)[None],
                                                                          self.encoder_state['self'])
         feat_partner, self.encoder_state['partner'] = model.partner_encoder.step(torch.from_numpy(partner)[None],
                                                                                  self.encoder_state['partner'])
@@ -127,12 +127,12 @@ class RecomputeBaseline:
 def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
     """The torch backend's step split the same way: encoders, KV-cached transformer token, head sampling."""
     cfg = model.config
-    guidance = Guidance.from_weights(cfg.cfg_audio, cfg.cfg_partner, cfg.cfg_anchor, cfg.cfg_all)
+    guidance = Guidance.from_weights(cfg.cfg_self, cfg.cfg_partner, cfg.cfg_anchor, cfg.cfg_all)
     masks, coefficients = guidance.mask_tensor(), guidance.coefficient_tensor()
     sigmas = sigma_schedule(cfg.steps, cfg.sigma_min)
-    states = [model.audio_encoder.silence()[0], model.partner_encoder.silence()[0]]
+    states = [model.self_encoder.silence()[0], model.partner_encoder.silence()[0]]
     anchor = model.default_anchor()[None]
-    cache = model.prefix_cache(anchor, model.audio_encoder.silence()[1], model.partner_encoder.silence()[1], masks)
+    cache = model.prefix_cache(anchor, model.self_encoder.silence()[1], model.partner_encoder.silence()[1], masks)
     time_mods = [model.head.time_modulation(torch.full((1,), s)) for s in sigmas[:-1]]
     own, partner = voice(frames + 2, 3), voice(frames + 2, 4)
     parts: dict[str, list[float]] = {'encoders': [], 'transformer': [], 'head': []}
@@ -140,7 +140,7 @@ def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
     for i in range(frames):
         chunk = slice(i * SAMPLES_PER_FRAME, i * SAMPLES_PER_FRAME + cfg.encoder_window_samples)
         t0 = time.perf_counter()
-        feat_self, states[0] = model.audio_encoder.step(torch.from_numpy(own[chunk])[None], states[0])
+        feat_self, states[0] = model.self_encoder.step(torch.from_numpy(own[chunk])[None], states[0])
         feat_partner, states[1] = model.partner_encoder.step(torch.from_numpy(partner[chunk])[None], states[1])
         t1 = time.perf_counter()
         audio, anchor_emb = model.transformer.condition(feat_self[:, None].expand(branches, 1, -1),

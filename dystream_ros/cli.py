@@ -14,15 +14,15 @@ from dystream_ros.errors import DystreamError
 
 # name -> (module, one-line help). Commands whose module is not in this checkout yet are left out of the table.
 COMMANDS: dict[str, tuple[str, str]] = {
-    'bench': ('dystream_ros.bench', 'run a benchmark from bench/ and print its figures'),
+    'bench': ('dystream_ros.apps.bench', 'run a benchmark from bench/ and print its figures'),
     'corpus': ('dystream_ros.data.corpus', 'generate a synthetic dyadic corpus with offline TTS'),
-    'render': ('dystream_ros.video', 'render a face video (mp4 with sound) from the voices of a conversation'),
-    'bag': ('dystream_ros.nodes.bag_tools', 'replay, record or render rosbag2 files (mcap, sqlite3)'),
-    'eval': ('dystream_ros.data.evaluate', 'evaluate the model on held-out TTS and real speech, next to baselines'),
-    'demo': ('dystream_ros.nodes.demo', 'run the node on the demo conversation; write out/demo.mp4 and out/demo_latency.json'),
-    'extract': ('dystream_ros.face.extract', 'track the face in talking videos and write training samples'),
-    'train': ('dystream_ros.model.train', 'train DyStream on a folder of samples (under torchrun: DDP)'),
-    'export-onnx': ('dystream_ros.model.onnx_export', 'export DyStream to ONNX and check ONNX Runtime against torch'),
+    'render': ('dystream_ros.apps.video', 'render a face video (mp4 with sound) from the voices of a conversation'),
+    'bag': ('dystream_ros.apps.bag_tools', 'replay, record or render rosbag2 files (mcap, sqlite3)'),
+    'eval': ('dystream_ros.apps.evaluate', 'evaluate the model on held-out TTS and real speech, next to baselines'),
+    'demo': ('dystream_ros.apps.demo', 'run the node on the demo conversation; write out/demo.mp4 and out/demo_latency.json'),
+    'extract': ('dystream_ros.data.extract', 'track the face in talking videos and write training samples'),
+    'train': ('dystream_ros.training.train', 'train DyStream on a folder of samples (under torchrun: DDP)'),
+    'export-onnx': ('dystream_ros.apps.export_onnx', 'export DyStream to ONNX and check ONNX Runtime against torch'),
 }
 
 

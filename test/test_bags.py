@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from dystream_ros.bags import project_typestore, write_conversation_bag
+from dystream_ros.apps.bags import project_typestore, write_conversation_bag
 from dystream_ros.msg import AudioDataStamped
 from dystream_ros.nodes.conversions import stamp_ns
 from support.messages import TOPICS, sample_messages

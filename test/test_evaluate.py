@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dystream_ros.data.evaluate import evaluate, plot, write_report
+from dystream_ros.apps.evaluate import evaluate, plot, write_report
 
 
 @pytest.fixture(scope='module')

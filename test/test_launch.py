@@ -16,7 +16,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 from rosbags.rosbag2 import Reader
 
-from dystream_ros.bags import write_conversation_bag
+from dystream_ros.apps.bags import write_conversation_bag
 from dystream_ros.data.corpus import conversation
 from dystream_ros.msg import FaceMotion
 from support.launch_runner import load, processes

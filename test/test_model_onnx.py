@@ -11,7 +11,7 @@ import torch
 
 from dystream_ros.cli import main
 from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, save_model
-from dystream_ros.model.onnx_export import OnnxBackend, cache_names
+from dystream_ros.runtime.onnx_backend import OnnxBackend, cache_names
 
 RATE = 16000
 

@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from dystream_ros.cli import main
-from dystream_ros.data.sample import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, Sample, write_sample
+from dystream_ros.data.sample import Sample, write_sample
 from dystream_ros.errors import ConfigError, DataError
 from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, load_model
 from dystream_ros.model.audio_encoder import encoder_audio_span
 from dystream_ros.model.checkpoint import read_tensors
-from dystream_ros.model.dataset import WindowDataset
-from dystream_ros.model.train import TrainConfig, train
+from dystream_ros.training.dataset import WindowDataset
+from dystream_ros.training.train import TrainConfig, train
+from dystream_ros.units import SAMPLES_PER_FRAME, SAMPLE_RATE_HZ
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = tuple(f'dim{i}' for i in range(58))
@@ -123,7 +124,7 @@ def test_windows_skip_frames_the_tracker_lost(tmp_path: Path) -> None:
 
 
 def test_cosine_decay_warms_up_then_falls_to_a_tenth() -> None:
-    from dystream_ros.model.train import _lr
+    from dystream_ros.training.train import _lr
     cosine = TrainConfig(Path(), Path(), steps=1000, lr=1e-3, warmup_steps=100, lr_decay='cosine')
     constant = TrainConfig(Path(), Path(), steps=1000, lr=1e-3, warmup_steps=100)
     assert _lr(cosine, 49) == _lr(constant, 49) == pytest.approx(5e-4)  # the same warm-up

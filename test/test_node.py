@@ -24,7 +24,7 @@ from dystream_ros.audio.vad import voice_activity
 from dystream_ros.data.metrics import activity_with_hangover, listening_nod_ratio
 from dystream_ros.face.motion import quaternion_to_rpy
 from dystream_ros.msg import FaceMotion
-from dystream_ros.nodes.bag_tools import read_conversation
+from dystream_ros.apps.bag_tools import read_conversation
 from dystream_ros.nodes.conversions import stamp_ns
 from support.graph import stop_node_and_graph
 

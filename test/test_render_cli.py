@@ -8,7 +8,7 @@ import imageio_ffmpeg
 import numpy as np
 import soundfile
 
-from dystream_ros.bags import write_conversation_bag
+from dystream_ros.apps.bags import write_conversation_bag
 from dystream_ros.cli import main
 from dystream_ros.data.corpus import conversation
 

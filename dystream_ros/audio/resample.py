@@ -11,7 +11,8 @@ from math import gcd
 import numpy as np
 from scipy.signal import firwin
 
-TARGET_RATE_HZ = 16000
+from dystream_ros.units import SAMPLE_RATE_HZ
+
 _TAPS_PER_PHASE = 24  # filter length per output phase: ~60 dB stop band, 1.5 ms of history at 16 kHz
 
 
@@ -23,8 +24,8 @@ class Resampler:
 
     def __init__(self, rate_hz: int) -> None:
         self.rate_hz = int(rate_hz)
-        g = gcd(self.rate_hz, TARGET_RATE_HZ)
-        self.up, self.down = TARGET_RATE_HZ // g, self.rate_hz // g
+        g = gcd(self.rate_hz, SAMPLE_RATE_HZ)
+        self.up, self.down = SAMPLE_RATE_HZ // g, self.rate_hz // g
         self._passthrough = self.up == self.down == 1
         cutoff = min(1.0, self.up / self.down)  # the lower of the two Nyquist frequencies, relative
         taps = _TAPS_PER_PHASE * self.up

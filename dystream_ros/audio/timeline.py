@@ -14,9 +14,7 @@ from collections import deque
 import numpy as np
 
 from dystream_ros.audio.formats import AudioIssue
-from dystream_ros.audio.resample import TARGET_RATE_HZ
-
-NS_PER_S = 1_000_000_000
+from dystream_ros.units import NS_PER_S, SAMPLE_RATE_HZ
 
 
 class RateCheck:
@@ -59,8 +57,8 @@ class StreamTimeline:
     def __init__(self, epoch_ns: int, capacity_s: float = 10.0, jitter_tolerance_s: float = 0.02,
                  resync_threshold_s: float = 0.5) -> None:
         self.epoch_ns = int(epoch_ns)
-        self.capacity = int(capacity_s * TARGET_RATE_HZ)
-        self.jitter = int(jitter_tolerance_s * TARGET_RATE_HZ)
+        self.capacity = int(capacity_s * SAMPLE_RATE_HZ)
+        self.jitter = int(jitter_tolerance_s * SAMPLE_RATE_HZ)
         self.resync_threshold_ns = int(resync_threshold_s * NS_PER_S)
         self._buffer = np.zeros(self.capacity, np.float32)
         self._start = 0  # engine sample index of _buffer[0]
@@ -73,7 +71,7 @@ class StreamTimeline:
         self._chunk_stamps: deque[tuple[int, int, int]] = deque(maxlen=4096)  # (start, end, stamp of start)
 
     def _index_of(self, engine_time_ns: int) -> int:
-        return round((engine_time_ns - self.epoch_ns) * TARGET_RATE_HZ / NS_PER_S)
+        return round((engine_time_ns - self.epoch_ns) * SAMPLE_RATE_HZ / NS_PER_S)
 
     @property
     def offset_ns(self) -> int | None:
@@ -97,7 +95,7 @@ class StreamTimeline:
             # longer than the whole buffer: no live stream sends that (a bug, a wrong topic); placing it would
             # push the stream minutes ahead of the clock, so it is dropped and the audio around it is kept
             return [AudioIssue.TOO_LARGE]
-        duration_ns = n * NS_PER_S // TARGET_RATE_HZ
+        duration_ns = n * NS_PER_S // SAMPLE_RATE_HZ
         if self.rate_check.add(stamp_ns, duration_ns):
             issues.append(AudioIssue.RATE_MISMATCH)
         if self._offset_ns is None:  # the first chunk: a live chunk ends when it arrives
@@ -107,7 +105,7 @@ class StreamTimeline:
         elif self._clock_jumped(stamp_ns, arrival_ns):
             # continue right after the newest audio instead of leaving a hole or overwriting
             issues.append(AudioIssue.CLOCK_JUMP)
-            self._offset_ns = self.epoch_ns + self.written_until * NS_PER_S // TARGET_RATE_HZ - stamp_ns
+            self._offset_ns = self.epoch_ns + self.written_until * NS_PER_S // SAMPLE_RATE_HZ - stamp_ns
         self.last_arrival_ns = int(arrival_ns)
         self._last_stamp_end_ns = stamp_ns + duration_ns
         start = self._index_of(stamp_ns + self._offset_ns)
@@ -126,10 +124,10 @@ class StreamTimeline:
                 issues.append(AudioIssue.LATE)
             else:
                 issues.append(AudioIssue.OVERLAP)
-            samples, start, stamp_ns = samples[skip:], start + skip, stamp_ns + skip * NS_PER_S // TARGET_RATE_HZ
+            samples, start, stamp_ns = samples[skip:], start + skip, stamp_ns + skip * NS_PER_S // SAMPLE_RATE_HZ
         if start < self.consumed_until:  # the part before what the engine used is late
             late = self.consumed_until - start
-            samples, start, stamp_ns = samples[late:], self.consumed_until, stamp_ns + late * NS_PER_S // TARGET_RATE_HZ
+            samples, start, stamp_ns = samples[late:], self.consumed_until, stamp_ns + late * NS_PER_S // SAMPLE_RATE_HZ
             if AudioIssue.LATE not in issues:
                 issues.append(AudioIssue.LATE)
         if len(samples):
@@ -183,11 +181,11 @@ class StreamTimeline:
         if self._offset_ns is None:
             return None
         if not self._chunk_stamps:
-            return self.epoch_ns + index * NS_PER_S // TARGET_RATE_HZ - self._offset_ns
+            return self.epoch_ns + index * NS_PER_S // SAMPLE_RATE_HZ - self._offset_ns
         anchor = self._chunk_stamps[0]
         for chunk in reversed(self._chunk_stamps):  # newest first: the frames being made ask for recent samples
             if chunk[0] <= index:
                 anchor = chunk
                 break
         start, _, stamp = anchor
-        return stamp + (index - start) * NS_PER_S // TARGET_RATE_HZ
+        return stamp + (index - start) * NS_PER_S // SAMPLE_RATE_HZ

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import fftconvolve, lfilter
 
-from dystream_ros.data.sample import SAMPLE_RATE_HZ, Sample, write_sample
+from dystream_ros.data.sample import Sample, write_sample
 from dystream_ros.data.teacher import Persona, Turn, side_motion
 from dystream_ros.data.tts import Utterance, Voice, synthesize, voice_family
 from dystream_ros.face.motion import MOTION_NAMES
+from dystream_ros.units import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 # Voices per split: the held-out split must be spoken by voices the model never heard in training.
 _ESPEAK_TRAIN = ['en-us', 'en', 'en-gb-scotland', 'en-029', 'en-gb-x-gbclan']
@@ -194,7 +195,7 @@ def conversation(index: int, split: str, seed: int, target_s: float) -> list[Sam
     placed = _schedule(_script(split, rng, target_s), voices, rng)
     total_s = max(s.start_s + s.utterance.duration_s for s in placed) + float(rng.uniform(0.5, 1.5))
     num_frames = int(total_s * 25)
-    num_samples = num_frames * (SAMPLE_RATE_HZ // 25)
+    num_samples = num_frames * SAMPLES_PER_FRAME
     dry = [np.zeros(num_samples, np.float32) for _ in range(2)]
     turns: list[list[Turn]] = [[], []]
     for spoken in placed:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ, read_any_audio
+from dystream_ros.data.sample import read_any_audio
 from dystream_ros.data.teacher import MOUTH_NAMES, mouth_track
 from dystream_ros.data.tts import Phone
 from dystream_ros.errors import DataError
+from dystream_ros.units import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 LIBRIVOX_DIR = Path('/usr/share/pocketsphinx/test/data/librivox')
 ALSA_SOUNDS_DIR = Path('/usr/share/sounds/alsa')
@@ -36,7 +37,7 @@ class RealClip:
     @property
     def num_frames(self) -> int:
         """Motion frames the clip spans."""
-        return len(self.audio) // (SAMPLE_RATE_HZ // FPS)
+        return len(self.audio) // SAMPLES_PER_FRAME
 
     def reference_mouth(self) -> np.ndarray:
         """The reference jaw opening (num_frames,) from the aligned phonemes."""

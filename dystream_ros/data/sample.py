@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from dystream_ros.data.tts import to_16k
 from dystream_ros.errors import DataError
+from dystream_ros.units import FPS, SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
-FPS = 25
-SAMPLES_PER_FRAME = SAMPLE_RATE_HZ // FPS  # 640 samples = 40 ms
 
 
 @dataclass
@@ -84,8 +83,6 @@ def read_audio(path: Path) -> np.ndarray:
 
 def read_any_audio(path: Path) -> np.ndarray:
     """Read an audio file of any rate and channel count as 16 kHz mono float32 (channels averaged)."""
-    from dystream_ros.data.tts import to_16k
-
     audio, rate = _read_wav(path)
     return to_16k(audio.mean(axis=1), rate)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from dystream_ros.data.sample import FPS, SAMPLES_PER_FRAME
 from dystream_ros.data.tts import Phone
 from dystream_ros.face.motion import MOTION_DIM, index_of
+from dystream_ros.units import FPS, SAMPLES_PER_FRAME
 
 # Mouth targets per viseme class (blendshape -> weight); anything not named stays 0.
 _VISEMES: dict[str, dict[str, float]] = {

@@ -91,13 +91,27 @@ def check_state_dict(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor]
         raise CheckpointError(msg)
 
 
+# State-dict prefixes of checkpoints written before the robot's own stream was called 'self' everywhere.
+RENAMED_KEYS = {'audio_encoder.': 'self_encoder.', 'transformer.audio_proj.': 'transformer.self_proj.'}
+
+
+def upgrade_state_dict(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors under today's key names (older files load without a conversion step)."""
+    upgraded = {}
+    for key, tensor in tensors.items():
+        old = next((prefix for prefix in RENAMED_KEYS if key.startswith(prefix)), None)
+        upgraded[RENAMED_KEYS[old] + key[len(old):] if old else key] = tensor
+    if 'motion_rest' not in upgraded and 'motion_mean' in upgraded:  # saved before the rest pose was stored
+        upgraded['motion_rest'] = upgraded['motion_mean']
+    return upgraded
+
+
 def load_model(path: str | os.PathLike[str], device: str | torch.device = 'cpu') -> DyStream:
     """Build the model a checkpoint describes and load its weights, in eval mode."""
     path = Path(path)
     tensors, metadata = read_tensors(path)
     model = DyStream(config_from_metadata(metadata, path))
-    if 'motion_rest' not in tensors and 'motion_mean' in tensors:  # saved before the rest pose was stored
-        tensors['motion_rest'] = tensors['motion_mean']
+    tensors = upgrade_state_dict(tensors)
     check_state_dict(model, tensors, str(path))
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()

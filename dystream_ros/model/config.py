@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dystream_ros.errors import ConfigError
+from dystream_ros.units import FPS, SAMPLE_RATE_HZ
 
 ANCHORS = ('window_end', 'rest')  # see ModelConfig.anchor
-GUIDANCE_WEIGHTS = ('cfg_audio', 'cfg_partner', 'cfg_anchor', 'cfg_all')  # the ModelConfig fields of the CFG weights
+GUIDANCE_WEIGHTS = ('cfg_self', 'cfg_partner', 'cfg_anchor', 'cfg_all')  # the ModelConfig fields of the CFG weights
+# Field names of configs written before the robot's own stream was called 'self' everywhere (the shipped weights).
+RENAMED_FIELDS = {'cfg_audio': 'cfg_self', 'drop_audio': 'drop_self'}
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class ModelConfig:
     motion_dim: int = 58  # ours: 52 ARKit blendshapes + head rotation (pitch/yaw/roll, rad) + translation (xyz, m)
     motion_names: tuple[str, ...] = ()  # one name per motion dimension, from the training data; () = unnamed
     # --- audio front-end (both streams) ---
-    sample_rate_hz: int = 16000  # mono PCM rate of both audio streams
-    fps: int = 25  # motion frames per second; one frame = 40 ms = 640 samples
+    sample_rate_hz: int = SAMPLE_RATE_HZ  # mono PCM rate of both audio streams
+    fps: int = FPS  # motion frames per second; one frame = 40 ms = 640 samples
     hop_ms: int = 10  # log-mel hop; a motion frame is 4 hops
     win_ms: int = 25  # log-mel analysis window (400 samples, Hann); also the DFT length
     n_mels: int = 40  # mel bands, 0..8 kHz
@@ -59,12 +62,12 @@ class ModelConfig:
     # --- inference defaults ---
     steps: int = 5  # Euler steps of the flow sampler (paper code default: 5)
     sigma_min: float = 0.001  # last non-zero noise level of the sampler (paper code: timestep 1 of 1000)
-    cfg_audio: float = 0.5  # guidance weight of the self-audio-only branch (paper code: cfg_audio)
+    cfg_self: float = 0.5  # guidance weight of the self-audio-only branch (paper code: cfg_audio)
     cfg_partner: float = 0.5  # guidance weight of the partner-audio-only branch (paper code: cfg_audio_other)
     cfg_anchor: float = 0.0  # guidance weight of the anchor-only branch; 0 skips the branch exactly
     cfg_all: float = 1.0  # guidance weight of the fully conditioned branch
     # --- conditioning dropout (training), so the unconditional CFG branches are meaningful ---
-    drop_audio: float = 0.1  # per frame, on the projected self audio
+    drop_self: float = 0.1  # per frame, on the projected self audio
     drop_partner: float = 0.1  # per frame, on the projected partner audio
     drop_anchor: float = 0.1  # per sample, on the embedded anchor
     # --- the anchor in training: 'window_end' is one of the window's last 10 frames (paper code), which shows the
@@ -100,7 +103,7 @@ class ModelConfig:
             problems.append(f'steps must be >= 1, got {self.steps}')
         if not 0.0 < self.sigma_min < 1.0:
             problems.append(f'sigma_min must be in (0, 1), got {self.sigma_min}')
-        for field in ('dropout', 'drop_audio', 'drop_partner', 'drop_anchor'):
+        for field in ('dropout', 'drop_self', 'drop_partner', 'drop_anchor'):
             if not 0.0 <= getattr(self, field) < 1.0:
                 problems.append(f'{field} must be in [0, 1), got {getattr(self, field)}')
         if self.anchor not in ANCHORS:
@@ -189,8 +192,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build a config from :meth:`to_dict` output; raise ConfigError on unknown or mistyped fields."""
+        """Build a config from :meth:`to_dict` output (old field names too); raise ConfigError on unknown or mistyped
+        fields."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {RENAMED_FIELDS.get(k, k): v for k, v in values.items()}
         unknown = set(values) - set(fields)
         if unknown:
             msg = f'unknown ModelConfig fields: {sorted(unknown)}'

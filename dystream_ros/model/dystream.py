@@ -40,7 +40,7 @@ class DyStream(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.audio_encoder = AudioEncoder(config)  # the face's own voice ("self")
+        self.self_encoder = AudioEncoder(config)  # the face's own voice ("self")
         self.partner_encoder = AudioEncoder(config)  # the partner's voice
         self.transformer = MotionTransformer(config)
         self.head = FlowHead(config)
@@ -94,7 +94,7 @@ class DyStream(nn.Module):
         batch, frames, _ = motion.shape
         tokens = frames - 1
         x0 = self.normalize(motion)  # (B, N+1, D)
-        feat_self = self.audio_encoder(self_audio)[:, -tokens:]  # (B, N, Da)
+        feat_self = self.self_encoder(self_audio)[:, -tokens:]  # (B, N, Da)
         feat_partner = self.partner_encoder(partner_audio)[:, -tokens:]
         # One sigma per sample, shared by its frames (MAIN:175-180).
         sigma = torch.rand(batch, 1, 1, device=motion.device) * (1.0 - cfg.sigma_min) + cfg.sigma_min
@@ -110,7 +110,7 @@ class DyStream(nn.Module):
             pick = torch.randint(frames - min(ANCHOR_FRAMES, frames), frames, (batch,), device=motion.device)
             anchor = x0[torch.arange(batch, device=motion.device), pick]  # (B, D)
         keep = torch.rand(batch, tokens, 3, device=motion.device)
-        drop = torch.tensor([cfg.drop_audio, cfg.drop_partner, cfg.drop_anchor], device=motion.device)
+        drop = torch.tensor([cfg.drop_self, cfg.drop_partner, cfg.drop_anchor], device=motion.device)
         masks = (keep >= drop).float()  # (B, N, 3); the anchor uses frame 0's draw, once per sample
         audio, anchor_emb = self.transformer.condition(feat_self, feat_partner, anchor, masks)
         cond, _ = self.transformer(context[:, :-1], audio, anchor_emb)  # (B, N, C)
@@ -188,19 +188,19 @@ class DyStream(nn.Module):
             Raw motion (T, motion_dim) of the frames that are final given S samples (``num_final_frames``).
         """
         cfg = self.config
-        guidance = guidance or Guidance.from_weights(cfg.cfg_audio, cfg.cfg_partner, cfg.cfg_anchor, cfg.cfg_all)
+        guidance = guidance or Guidance.from_config(cfg)
         sigmas = sigma_schedule(steps or cfg.steps, cfg.sigma_min)
         device = self.motion_mean.device
         frames = num_final_frames(cfg, min(self_audio.shape[-1], partner_audio.shape[-1]))
         anchor = anchor.reshape(1, -1).to(device)
         masks, coefficients = guidance.mask_tensor(device), guidance.coefficient_tensor(device)
-        _, silence_self = self.audio_encoder.silence()
+        _, silence_self = self.self_encoder.silence()
         _, silence_partner = self.partner_encoder.silence()
         cache = self.prefix_cache(anchor, silence_self, silence_partner, masks)
         out = torch.empty(frames, cfg.motion_dim, device=device)
         if frames == 0:
             return out
-        feat_self = self.audio_encoder.encode_frames(self_audio.reshape(1, -1).to(device), 0, frames)  # (1, T, Da)
+        feat_self = self.self_encoder.encode_frames(self_audio.reshape(1, -1).to(device), 0, frames)  # (1, T, Da)
         feat_partner = self.partner_encoder.encode_frames(partner_audio.reshape(1, -1).to(device), 0, frames)
         prev = anchor
         for t in range(frames):

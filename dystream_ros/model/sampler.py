@@ -13,10 +13,14 @@ is left out of the batch (exact, as the shikibu fork does for the anchor branch)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from dystream_ros.model.flow_head import FlowHead, Modulation
+
+if TYPE_CHECKING:
+    from dystream_ros.model.config import ModelConfig
 
 # name -> (self audio, partner audio, anchor) kept; paper order (OFF-M:531-564).
 BRANCHES: dict[str, tuple[float, float, float]] = {
@@ -37,14 +41,19 @@ class Guidance:
     coefficients: tuple[float, ...]  # guided x0 = sum_b coefficient_b * x0_b
 
     @classmethod
-    def from_weights(cls, cfg_audio: float, cfg_partner: float, cfg_anchor: float, cfg_all: float) -> Guidance:
+    def from_weights(cls, cfg_self: float, cfg_partner: float, cfg_anchor: float, cfg_all: float) -> Guidance:
         """Expand ``u + sum_k w_k (c_k - u)`` into per-branch coefficients and drop the zero ones."""
-        weights = {'anchor': cfg_anchor, 'self': cfg_audio, 'partner': cfg_partner, 'all': cfg_all}
+        weights = {'anchor': cfg_anchor, 'self': cfg_self, 'partner': cfg_partner, 'all': cfg_all}
         coefficients = {'uncond': 1.0 - sum(weights.values()), **weights}
         names = tuple(name for name in BRANCHES if coefficients[name] != 0.0)
         if not names:  # every coefficient 0 would output 0; keep the unconditional branch with weight 0 instead
             names = ('uncond',)
         return cls(names, tuple(BRANCHES[n] for n in names), tuple(coefficients[n] for n in names))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> Guidance:
+        """The guidance of a config's ``cfg_*`` weights."""
+        return cls.from_weights(config.cfg_self, config.cfg_partner, config.cfg_anchor, config.cfg_all)
 
     def mask_tensor(self, device: torch.device | None = None) -> torch.Tensor:
         """(num_branches, 1, 3) float masks."""

@@ -166,7 +166,7 @@ class MotionTransformer(nn.Module):
         self.config = config
         self.motion_embed = nn.Linear(config.motion_dim, config.n_embd)  # paper: face_embed
         self.anchor_embed = nn.Linear(config.motion_dim, config.n_embd)
-        self.audio_proj = nn.Linear(config.audio_dim, config.n_embd)
+        self.self_proj = nn.Linear(config.audio_dim, config.n_embd)
         self.partner_proj = nn.Linear(config.audio_dim, config.n_embd)  # paper: audio_other_proj
         self.audio_fusion = nn.Linear(2 * config.n_embd, config.n_embd)  # paper: audio_audioother_fusion
         self.drop = nn.Dropout(config.dropout)
@@ -186,7 +186,7 @@ class MotionTransformer(nn.Module):
         Returns:
             audio (B, T, n_embd) and anchor embedding (B, 1, n_embd).
         """
-        projected = torch.cat([self.audio_proj(feat_self) * masks[..., 0:1],
+        projected = torch.cat([self.self_proj(feat_self) * masks[..., 0:1],
                                self.partner_proj(feat_partner) * masks[..., 1:2]], dim=-1)  # (B, T, 2C)
         anchor_emb = self.anchor_embed(anchor)[:, None] * masks[:, :1, 2:3]  # (B, 1, C)
         return self.audio_fusion(projected), anchor_emb

@@ -20,8 +20,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from dystream_ros.errors import ConfigError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo
 from dystream_ros.nodes.conversions import time_message
+from dystream_ros.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 

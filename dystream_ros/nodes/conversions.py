@@ -1,19 +1,39 @@
-"""numpy <-> ROS messages, in the few lines that the broken PyPI cv_bridge cannot be trusted with."""
+"""Plain data <-> ROS messages: stamps, images (the broken PyPI cv_bridge cannot be trusted with them), face
+motion, neck commands and diagnostics."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Quaternion, QuaternionStamped, Vector3
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-NS_PER_S = 1_000_000_000
+from dystream_ros.audio import AudioFormat
+from dystream_ros.errors import ConfigError
+from dystream_ros.face.motion import BLENDSHAPE_NAMES, BLENDSHAPES, TRANSLATION, head_quaternion
+from dystream_ros.msg import AudioInfo, FaceMotion
+from dystream_ros.units import FPS, NS_PER_S
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from std_msgs.msg import Header
+
+    from dystream_ros.runtime.engine import EngineStatus, FrameOutput
 
 
 def time_message(stamp_ns: int) -> Time:
     """builtin_interfaces/Time of a stamp in integer nanoseconds."""
     return Time(sec=int(stamp_ns // NS_PER_S), nanosec=int(stamp_ns % NS_PER_S))
+
+
+def duration_message(duration_ns: int) -> Duration:
+    """builtin_interfaces/Duration of a non-negative duration in integer nanoseconds."""
+    return Duration(sec=int(duration_ns // NS_PER_S), nanosec=int(duration_ns % NS_PER_S))
 
 
 def stamp_ns(time: Time) -> int:
@@ -35,3 +55,74 @@ def image_message(rgb: np.ndarray, header: Header) -> Image:
                   is_bigendian=int(sys.byteorder == 'big'), step=width * 3)
     image.data = np.ascontiguousarray(rgb).tobytes()
     return image
+
+
+def pose_message(output: FrameOutput, header: Header) -> QuaternionStamped:
+    """The head rotation of a frame."""
+    x, y, z, w = (float(v) for v in head_quaternion(output.motion))
+    return QuaternionStamped(header=header, quaternion=Quaternion(x=x, y=y, z=z, w=w))
+
+
+def face_motion_message(output: FrameOutput, header: Header, latency_ns: int) -> FaceMotion:
+    """FaceMotion of a frame: blendshapes, head pose, who speaks, and the latency from sound to publication."""
+    translation = output.motion[TRANSLATION]
+    return FaceMotion(
+        header=header, frame_index=output.index, blendshape_names=list(BLENDSHAPE_NAMES),
+        blendshape_weights=output.motion[BLENDSHAPES].astype(float).tolist(),
+        head_rotation=pose_message(output, header).quaternion,
+        head_translation=Vector3(x=float(translation[0]), y=float(translation[1]), z=float(translation[2])),
+        activity=int(output.activity), self_voice_activity=float(output.self_activity),
+        partner_voice_activity=float(output.partner_activity), latency=duration_message(latency_ns))
+
+
+def neck_message(output: FrameOutput, header: Header, neck_output: str, now_ns: int) -> JointTrajectory | JointState:
+    """The neck command of a frame, as a JointState or a one-point JointTrajectory."""
+    command = output.neck
+    if neck_output == 'joint_state':
+        return JointState(header=header, name=list(command.names), position=command.positions.tolist(),
+                          velocity=command.velocities.tolist())
+    # A trajectory controller starts the trajectory at header.stamp, the frame's audio time, so the point is due
+    # one frame period after now; stamps on another clock (an old bag) get it one frame after the stamp.
+    live = abs(now_ns - output.stamp_ns) < NS_PER_S
+    reach_ns = (now_ns - output.stamp_ns if live else 0) + NS_PER_S // FPS
+    point = JointTrajectoryPoint(positions=command.positions.tolist(), velocities=command.velocities.tolist(),
+                                 time_from_start=duration_message(reach_ns))
+    return JointTrajectory(header=header, joint_names=list(command.names), points=[point])
+
+
+def diagnostic_values(status: EngineStatus, latencies_ms: Collection[float],
+                      stage_ms: dict[str, Collection[float]]) -> dict[str, object]:
+    """The engine's figures as diagnostics key/values: latency percentiles, time per stage, backend, lookahead, and
+    every repaired audio problem."""
+    latencies = np.array(latencies_ms) if latencies_ms else np.zeros(1)
+    values: dict[str, object] = {
+        'latency_p50_ms': round(float(np.percentile(latencies, 50)), 1),
+        'latency_p99_ms': round(float(np.percentile(latencies, 99)), 1),
+        'frames_dropped': status.frames_dropped, 'renders_dropped': status.renders_dropped,
+        'backend': status.generator, 'providers': ','.join(status.providers), 'lookahead_ms': status.lookahead_ms,
+        **{f'{stage}_ms_mean': round(float(np.mean(ms)), 2) for stage, ms in stage_ms.items()}}
+    for stream, voice in status.voices.items():
+        for issue, count in voice.issues.items():
+            values[f'{stream}_audio_{issue.lower()}'] = count
+    return values
+
+
+def face_diagnostics(name: str, status: EngineStatus, unrendered: int, values: dict[str, object]) -> DiagnosticStatus:
+    """The node's DiagnosticStatus: WARN when frames were dropped or the renderer fell behind in the last second."""
+    level, message = DiagnosticStatus.OK, 'publishing'
+    if unrendered:
+        level = DiagnosticStatus.WARN
+        message = (f'the renderer is over its budget: {unrendered} frames in the last second got no image (their '
+                   'motion and pose were published); lower image_size or use the stylised renderer')
+    if status.frames_dropped:
+        level, message = DiagnosticStatus.WARN, f'{status.frames_dropped} frames dropped (the engine fell behind)'
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id='dystream_ros',
+                            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def audio_format_of(info: AudioInfo) -> AudioFormat:
+    """The format an AudioInfo declares; ConfigError for compressed audio or values out of range."""
+    if info.coding_format and info.coding_format.upper() not in ('WAVE', 'PCM', 'RAW'):
+        msg = f'coding_format {info.coding_format!r} is compressed; publish raw PCM (coding_format WAVE)'
+        raise ConfigError(msg)
+    return AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format.upper())

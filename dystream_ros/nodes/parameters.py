@@ -1,4 +1,5 @@
-"""dystream_node's parameters: declared once with descriptions and ranges, read once into plain settings.
+"""dystream_node's parameters: declared once with descriptions and ranges, read once into plain settings, and the
+face engine they describe.
 
 ``ros2 param describe /dystream_node <name>`` shows each description. Values are checked when the node is
 configured (and when set at run time): a bad value is refused with a message naming the parameter and what it
@@ -10,14 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+import torch
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 
 from dystream_ros.audio import AudioFormat
 from dystream_ros.errors import ConfigError
-from dystream_ros.face.neck import NeckConfig
+from dystream_ros.face.renderers import make_renderer
+from dystream_ros.model.config import GUIDANCE_WEIGHTS
+from dystream_ros.neck import NeckConfig, NeckMapper
+from dystream_ros.runtime.amplitude import AmplitudeGenerator
+from dystream_ros.runtime.engine import EngineConfig, FaceEngine
+from dystream_ros.runtime.generator import StreamingGenerator
 
 if TYPE_CHECKING:
     from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from dystream_ros.runtime.frames import Generator
 
 CHOICES: dict[str, tuple[str, ...]] = {
     'generator': ('dystream', 'amplitude'),
@@ -42,7 +52,7 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'num_threads': (1, 'CPU threads for inference; 1 is fastest for the tiny model and leaves the other cores to '
                     'ROS and the renderer (more threads than free cores slow torch down a hundredfold)', (1, 64)),
     'steps': (5, 'Euler steps of the flow-matching sampler (more: smoother, slower)', (1, 20)),
-    'cfg_audio': (-1.0, 'guidance weight of the robot\'s own voice (lip sync strength); -1: the model\'s own',
+    'cfg_self': (-1.0, 'guidance weight of the robot\'s own voice (lip sync strength); -1: the model\'s own',
                   (-1.0, 5.0)),
     'cfg_partner': (-1.0, 'guidance weight of the partner\'s voice (listening reactions); -1: the model\'s own',
                     (-1.0, 5.0)),
@@ -117,6 +127,15 @@ def check_choice(name: str, value: Any) -> str | None:
     return None
 
 
+def check_changes(changes: list[Parameter]) -> SetParametersResult:
+    """The node's on-set-parameters callback: refuse a value that :func:`check_choice` refuses."""
+    for change in changes:
+        problem = check_choice(change.name, change.value)
+        if problem:
+            return SetParametersResult(successful=False, reason=problem)
+    return SetParametersResult(successful=True)
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """The parameters, read and checked once at configure time."""
@@ -155,3 +174,25 @@ def read(node: Node) -> NodeSettings:
     if problems:
         raise ConfigError('; '.join(problems))
     return NodeSettings(values, formats, neck)
+
+
+def build_engine(settings: NodeSettings, start_ns: int) -> FaceEngine:
+    """The face engine the settings describe: the generator, the renderer and the neck mapping, loaded."""
+    torch.set_num_threads(settings.num_threads)
+    generator: Generator
+    if settings.generator == 'amplitude':
+        generator = AmplitudeGenerator()
+    else:
+        generator = StreamingGenerator(
+            settings.model_path or None, backend=settings.backend, device=settings.device, seed=settings.seed,
+            steps=settings.steps, num_threads=settings.num_threads,
+            **{name: value for name in GUIDANCE_WEIGHTS if (value := settings.values[name]) >= 0})
+        if settings.lookahead_ms not in (-1, generator.lookahead_ms):
+            msg = (f'lookahead_ms is {settings.lookahead_ms} but the model was trained with {generator.lookahead_ms} '
+                   f'ms; use -1, or train a model with `dystream train --lookahead-ms {settings.lookahead_ms}`')
+            raise ConfigError(msg)
+    renderer = (None if settings.renderer == 'none' else
+                make_renderer(settings.renderer, settings.image_size, settings.avatar_image or None))
+    neck = NeckMapper(settings.neck) if settings.neck is not None else None
+    config = EngineConfig(max_wait_ms=settings.max_wait_ms, inactive_after_s=settings.inactive_after_s)
+    return FaceEngine(generator, renderer, neck, config, start_ns=start_ns, formats=settings.formats)

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, read_any_audio
+from dystream_ros.data.sample import read_any_audio
 from dystream_ros.errors import DataError
+from dystream_ros.units import FPS, SAMPLES_PER_FRAME, SAMPLE_RATE_HZ
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: Path, audio: np.ndarray | None = None, fps: int = FPS) -> int:
@@ -58,23 +59,11 @@ def mix(self_audio: np.ndarray, partner_audio: np.ndarray) -> np.ndarray:
     return mixed * (0.89 / peak) if peak > 0 else mixed
 
 
-def stream_motion(generator: object, self_audio: np.ndarray, partner_audio: np.ndarray,
-                  chunk_samples: int = SAMPLES_PER_FRAME) -> Iterator[np.ndarray]:
-    """Motion frames (motion_dim,) generated in streaming mode, as the audio is pushed chunk by chunk; the end of
-    the clip is padded with the model's lookahead of silence so that every frame of the clip is produced."""
-    lookahead = generator.lookahead_samples
-    n = max(len(self_audio), len(partner_audio))
-    n += (-n) % SAMPLES_PER_FRAME
-    padded = [np.pad(a, (0, n + lookahead - len(a))).astype(np.float32) for a in (self_audio, partner_audio)]
-    frames_wanted = n // SAMPLES_PER_FRAME
-    produced = 0
-    for start in range(0, n + lookahead, chunk_samples):
-        generator.push_self(padded[0][start:start + chunk_samples])
-        generator.push_partner(padded[1][start:start + chunk_samples])
-        for frame in generator.pull():
-            if produced < frames_wanted:
-                produced += 1
-                yield frame.motion
+def stream_motion(generator: Generator, self_audio: np.ndarray, partner_audio: np.ndarray) -> Iterator[np.ndarray]:
+    """Motion frames (motion_dim,) of whole clips, stepped as the engine steps them live; the end of the clip is
+    followed by the model's lookahead of silence so that every frame of the clip is produced."""
+    frames = -(-max(len(self_audio), len(partner_audio)) // SAMPLES_PER_FRAME)  # ceil
+    return (frame.motion for frame in stream_clip(generator, self_audio, partner_audio, frames))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

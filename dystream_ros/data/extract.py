@@ -20,9 +20,10 @@ from typing import Iterator
 
 import numpy as np
 
-from dystream_ros.data.sample import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, Sample, write_sample
+from dystream_ros.data.sample import Sample, write_sample
 from dystream_ros.errors import DataError
 from dystream_ros.face.motion import MOTION_DIM, MOTION_NAMES, TRANSLATION
+from dystream_ros.units import FPS, SAMPLES_PER_FRAME, SAMPLE_RATE_HZ
 
 MIN_SHORT_SIDE_PX = 432  # smaller frames are upscaled: the face detector misses small faces (QCIF needs ~3x)
 DEFAULT_MAX_GAP_S = 0.4  # face drop-outs up to this long are interpolated; longer ones are marked invalid

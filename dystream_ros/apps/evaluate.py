@@ -22,7 +22,7 @@ from dystream_ros.data.real_speech import real_clips
 from dystream_ros.data.tts import voice_family
 from dystream_ros.face.motion import get_values
 from dystream_ros.model.config import GUIDANCE_WEIGHTS
-from dystream_ros.video import stream_motion
+from dystream_ros.apps.video import stream_motion
 
 HELDOUT_SEED = 1000  # held-out conversations: voices and texts of the 'heldout' split, a seed training never used
 VALIDATION_SEED = 2000  # the same voices and texts, other conversations: for choosing settings, not for reporting
@@ -116,7 +116,7 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
              guidance: dict[str, float] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every metric; return the report (JSON-able) and the traces for the plots.
 
-    ``guidance``: cfg_* weights that replace those stored with the model (e.g. ``{'cfg_audio': 1.0}``), for choosing
+    ``guidance``: cfg_* weights that replace those stored with the model (e.g. ``{'cfg_self': 1.0}``), for choosing
     them on the validation split.
 
     The model samples its motion, and one sampled stream follows the reference a few hundredths better or worse than

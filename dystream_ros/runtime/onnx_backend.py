@@ -1,6 +1,8 @@
 """ONNX export of the streaming steps, and the ONNX Runtime backend of StreamingGenerator.
 
-Four graphs, all with their state as explicit inputs and outputs (nothing hidden in the session):
+The export and the backend sit together because they are the two sides of one interface (graph, input and output
+names, ``EXPORT_VERSION``). Four graphs, all with their state as explicit inputs and outputs (nothing hidden in
+the session), and the encoders' silent start (``silence.safetensors``, from :meth:`AudioEncoder.silence`):
 
 * ``encoder_self.onnx``, ``encoder_partner.onnx``: one 40 ms encoder frame, ``(window (1, 880), state) ->
   (feature (1, audio_dim), state)``; the log-mel front-end is a Conv with fixed DFT weights.
@@ -16,7 +18,6 @@ the providers each session actually got (``OnnxBackend.providers``).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import hashlib
@@ -24,17 +25,17 @@ import io
 import json
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
 from torch import nn
 
-from dystream_ros.errors import CheckpointError, ConfigError
-from dystream_ros.model.config import GUIDANCE_WEIGHTS, ModelConfig
+from dystream_ros.errors import CheckpointError
+from dystream_ros.model.config import ModelConfig
 from dystream_ros.model.dystream import DyStream, frame_position
 from dystream_ros.model.sampler import Guidance, sigma_schedule
 from dystream_ros.model.transformer import rope_at
@@ -42,7 +43,7 @@ from dystream_ros.model.transformer import rope_at
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-EXPORT_VERSION = 2  # bump when the graphs' interface changes; part of the cache key
+EXPORT_VERSION = 3  # bump when the graphs' interface changes; part of the cache key
 PREFERRED_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
 OPSET = 18
 MAX_INLINE_BYTES = 1_800_000_000  # below protobuf's 2 GiB message limit
@@ -137,7 +138,7 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
                 steps: int | None = None) -> Path:
     """Export the four graphs and ``meta.json`` into ``folder``; return it."""
     cfg = model.config
-    guidance = guidance or Guidance.from_weights(cfg.cfg_audio, cfg.cfg_partner, cfg.cfg_anchor, cfg.cfg_all)
+    guidance = guidance or Guidance.from_config(cfg)
     steps = steps or cfg.steps
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,12 +146,15 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
         model = copy.deepcopy(model).to('cpu')
     model.eval()
     window = torch.zeros(1, cfg.encoder_window_samples)
-    for name, encoder in (('self', model.audio_encoder), ('partner', model.partner_encoder)):
+    for name, encoder in (('self', model.self_encoder), ('partner', model.partner_encoder)):
         _export(EncoderStep(encoder), (window, encoder.init_state(1)), folder / f'encoder_{name}.onnx',
                 ['window', 'state'], ['feature', 'state_out'])
     anchor = model.motion_mean[None].clone()
-    _, silence_self = model.audio_encoder.silence()
-    _, silence_partner = model.partner_encoder.silence()
+    (state_self, silence_self), (state_partner, silence_partner) = (model.self_encoder.silence(),
+                                                                    model.partner_encoder.silence())
+    save_file({'state_self': state_self.numpy(), 'feature_self': silence_self.numpy(),
+               'state_partner': state_partner.numpy(), 'feature_partner': silence_partner.numpy()},
+              str(folder / 'silence.safetensors'))
     _export(PrefixStep(model, guidance), (anchor, silence_self, silence_partner), folder / 'prefix.onnx',
             ['anchor', 'silence_self', 'silence_partner'], cache_names(cfg))
     cache = model.prefix_cache(anchor, silence_self, silence_partner, guidance.mask_tensor())
@@ -200,14 +204,12 @@ class OnnxBackend:
                 raise CheckpointError(msg) from None
         self.providers = self.sessions['step'].get_providers()
         self._cache_in = cache_names(self.config)
-        self._silence: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._silence = load_file(str(folder / 'silence.safetensors'))  # state_self, feature_self, ...
 
     @classmethod
     def for_model(cls, model: DyStream, guidance: Guidance, steps: int,
                   onnx_dir: str | os.PathLike[str] | None = None, num_threads: int = 0) -> OnnxBackend:
         """The backend of an export of ``model`` with these settings, exporting first if none is up to date."""
-        from dystream_ros.model.streaming import default_onnx_dir
-
         key = export_key(model, guidance, steps)
         folder = Path(onnx_dir) if onnx_dir is not None else default_onnx_dir() / key
         meta_path = folder / 'meta.json'
@@ -216,33 +218,20 @@ class OnnxBackend:
             export_onnx(model, folder, guidance, steps)
         return cls(folder, num_threads)
 
-    def _encoder(self, stream: str) -> Any:
-        return self.sessions[f'encoder_{stream}']
-
     def encoder_start(self, stream: str) -> np.ndarray:
-        """Encoder state after endless silence (computed once per stream by the exported step)."""
-        if stream not in self._silence:
-            cfg = self.config
-            state = np.zeros((1, cfg.audio_dim, cfg.encoder_state_frames), np.float32)
-            window = np.zeros((1, cfg.encoder_window_samples), np.float32)
-            for _ in range(cfg.receptive_field_frames - 1):
-                _, state = self._encoder(stream).run(None, {'window': window, 'state': state})
-            feature, _ = self._encoder(stream).run(None, {'window': window, 'state': state})
-            self._silence[stream] = (state, feature)
-        return self._silence[stream][0]
+        """Encoder state after endless silence."""
+        return self._silence[f'state_{stream}']
 
     def encode(self, stream: str, window: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One encoder frame: window (880,) -> feature (1, audio_dim), next state."""
-        feature, state = self._encoder(stream).run(None, {'window': window[None], 'state': state})
+        feature, state = self.sessions[f'encoder_{stream}'].run(None, {'window': window[None], 'state': state})
         return feature, state
 
     def prefix(self, anchor: np.ndarray) -> list[np.ndarray]:
         """Start-of-stream KV cache, flat: k_0, v_0, k_1, ..."""
-        for stream in ('self', 'partner'):
-            self.encoder_start(stream)
-        return self.sessions['prefix'].run(None, {'anchor': anchor.reshape(1, -1), 'silence_self':
-                                                  self._silence['self'][1], 'silence_partner':
-                                                  self._silence['partner'][1]})
+        return self.sessions['prefix'].run(None, {'anchor': anchor.reshape(1, -1),
+                                                  'silence_self': self._silence['feature_self'],
+                                                  'silence_partner': self._silence['feature_partner']})
 
     def step(self, prev: np.ndarray, feat_self: np.ndarray, feat_partner: np.ndarray, anchor: np.ndarray,
              noise: np.ndarray, cache: list[np.ndarray], position: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -255,47 +244,7 @@ class OnnxBackend:
         return motion[0], cache
 
 
-# --- `dystream export-onnx` ---
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``dystream export-onnx``."""
-    parser.add_argument('--model', type=Path, default=None,
-                        help='checkpoint (.safetensors); default: the shipped dystream_tiny weights')
-    parser.add_argument('--random-weights', metavar='CONFIG', choices=['tiny', 'base', 'official'],
-                        help='export a randomly initialised model of this size instead (speed tests only)')
-    parser.add_argument('--out', type=Path, required=True, help='folder for the .onnx files and meta.json')
-    parser.add_argument('--steps', type=int, default=None, help='Euler steps (default: the model config)')
-    for name in GUIDANCE_WEIGHTS:
-        parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None, dest=name,
-                            help=f'guidance weight {name} (default: the model config)')
-    parser.add_argument('--check-frames', type=int, default=25,
-                        help='frames of random audio to compare ONNX Runtime with torch after export (0: skip)')
-
-
-def run(args: argparse.Namespace) -> int:
-    """Export, then stream a random clip through both backends and print the comparison as JSON."""
-    from dystream_ros.model.checkpoint import load_default_model, load_model
-    from dystream_ros.model.streaming import StreamingGenerator
-
-    if args.random_weights and args.model:
-        msg = 'give either --model or --random-weights, not both'
-        raise ConfigError(msg)
-    if args.random_weights:
-        torch.manual_seed(0)
-        model = DyStream(ModelConfig.preset(args.random_weights)).eval()
-    else:
-        model = load_model(args.model) if args.model else load_default_model()
-    settings = {k: getattr(args, k) for k in ('steps', *GUIDANCE_WEIGHTS)}
-    onnx_gen = StreamingGenerator(model, backend='onnx', onnx_dir=args.out, num_threads=1, **settings)
-    report: dict[str, Any] = {'out': str(args.out), 'providers': onnx_gen.providers,
-                              'branches': list(onnx_gen.guidance.names), 'steps': onnx_gen.config.steps}
-    if args.check_frames > 0:
-        torch_gen = StreamingGenerator(model, backend='torch', **settings)
-        rng = np.random.default_rng(0)
-        samples = args.check_frames * model.config.samples_per_frame + model.config.lookahead_samples
-        clips = [(0.1 * rng.standard_normal(samples)).astype(np.float32) for _ in range(2)]
-        ours, ref = onnx_gen.generate(*clips), torch_gen.generate(*clips)
-        report['check_frames'] = int(ours.shape[0])
-        report['max_abs_diff_vs_torch'] = float(np.abs(ours - ref).max())
-    print(json.dumps(report))
-    sys.stdout.flush()
-    return 0
+def default_onnx_dir() -> Path:
+    """Parent folder of cached ONNX exports."""
+    root = os.environ.get('DYSTREAM_CACHE') or Path.home() / '.cache' / 'dystream_ros'
+    return Path(root) / 'onnx'

@@ -42,9 +42,9 @@ def run_demo(out: Path, size: int = 512) -> dict:
     from sensor_msgs.msg import Image
 
     from dystream_ros.msg import FaceMotion
-    from dystream_ros.nodes.bag_tools import read_conversation
+    from dystream_ros.apps.bag_tools import read_conversation
     from dystream_ros.nodes.conversions import stamp_ns
-    from dystream_ros.video import mix, write_mp4
+    from dystream_ros.apps.video import mix, write_mp4
 
     out.mkdir(parents=True, exist_ok=True)
     bag = demo_bag()
@@ -129,7 +129,7 @@ def run_demo(out: Path, size: int = 512) -> dict:
 def _first_audio_stamp(bag: Path) -> int:
     from rosbags.rosbag2 import Reader
 
-    from dystream_ros.bags import project_typestore
+    from dystream_ros.apps.bags import project_typestore
 
     typestore = project_typestore()
     with Reader(bag) as reader:

@@ -137,7 +137,7 @@ def record(bag: Path, topics: list[str], duration_s: float | None = None, storag
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from dystream_ros.bags import project_typestore
+    from dystream_ros.apps.bags import project_typestore
 
     typestore = project_typestore()
     rclpy.init()
@@ -187,7 +187,7 @@ def read_conversation(bag: Path, self_topic: str, partner_topic: str) -> tuple[n
     """The two voices of a recorded conversation as 16 kHz mono tracks on one time axis (the earliest stamp of
     either is sample 0), placed by their stamps; a missing topic is an empty track."""
     from dystream_ros.audio import AudioFormat, Decoder, Resampler
-    from dystream_ros.bags import project_typestore
+    from dystream_ros.apps.bags import project_typestore
 
     typestore = project_typestore()
     chunks: dict[str, list[tuple[int, np.ndarray]]] = {'self': [], 'partner': []}  # (stamp, 16 kHz audio)
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
         count = replay(args.bag, args.rate, args.fast, args.topics, loop=args.loop, restamp=args.restamp)
         print(f'published {count} messages from {args.bag}')
     elif args.action == 'make-demo':
-        from dystream_ros.bags import write_conversation_bag
+        from dystream_ros.apps.bags import write_conversation_bag
         from dystream_ros.data.corpus import conversation
 
         robot, _ = conversation(0, 'heldout', args.seed, args.seconds)
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
 
         from dystream_ros.face.renderers import make_renderer
         from dystream_ros.model import StreamingGenerator
-        from dystream_ros.video import mix, stream_motion, write_mp4
+        from dystream_ros.apps.video import mix, stream_motion, write_mp4
 
         self_audio, partner_audio = read_conversation(args.bag, args.self_topic, args.partner_topic)
         if not len(self_audio) and not len(partner_audio):

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from dystream_ros.data.sample import SAMPLE_RATE_HZ, Sample, list_samples, read_sample
+from dystream_ros.data.sample import Sample, list_samples, read_sample
 from dystream_ros.errors import DataError
 from dystream_ros.model.audio_encoder import encoder_audio_span
 from dystream_ros.model.config import ModelConfig
+from dystream_ros.units import SAMPLE_RATE_HZ
 
 REST_FRACTION = 0.2  # a speaker's rest pose: the mean of the fifth of their frames with the mouth most closed
 SPEED_STEPS = 20  # speed factors are multiples of 1/20: 0.9, 0.95, 1.0, 1.05, 1.1

@@ -1,6 +1,6 @@
 """``dystream bench NAME [ARGS]``: run the benchmark ``bench/NAME.py`` and pass it ARGS (e.g. ``--json``).
 
-The benchmarks live in the top-level ``bench/`` folder (installed to ``share/dystream_ros/bench``); each one is a
+The benchmarks live in the top-level ``bench/`` folder (installed to ``share/dystream_ros/apps/bench``); each one is a
 script with ``main(argv) -> int`` that measures a baseline in the same run and prints the ratio.
 """
 from __future__ import annotations

@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from dystream_ros.errors import CheckpointError, ConfigError
 from dystream_ros.model.checkpoint import check_state_dict, config_from_metadata, read_tensors, save_model, save_tensors
 from dystream_ros.model.config import GUIDANCE_WEIGHTS, ModelConfig
-from dystream_ros.model.dataset import WindowDataset
+from dystream_ros.training.dataset import WindowDataset
 from dystream_ros.model.dystream import DyStream
 
 MODEL_FILE, STATE_FILE, CONFIG_FILE, LOG_FILE = 'model.safetensors', 'train_state.safetensors', 'config.json', \

@@ -1,0 +1,1 @@
+"""Training: windows of samples for the model (``dataset``) and the training loop (``train``, ``dystream train``)."""
