@@ -16,20 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from dystream_ros.resources import demo_bag
+from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ
 
-NS_PER_S = 1_000_000_000
-FRAME_NS = NS_PER_S // 25
+FRAME_NS = NS_PER_S // FPS
 SOUND_MARGIN_NS = NS_PER_S // 5  # a frame's sound ends a frame and the lookahead after its stamp
 LATENCIES: dict[str, np.ndarray] = {}  # per system, for the plots
 
@@ -52,94 +49,50 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     With ``soak_minutes``, the bag is replayed in a loop for that long and the figures include how memory,
     latency and the motion statistics changed between the first and the last minute.
     """
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
+    from dystream_ros.apps.graph_run import GraphRun
     from dystream_ros.msg import AudioDataStamped, FaceMotion
     from dystream_ros.nodes.conversions import stamp_ns
 
-    context = Context()
-    rclpy.init(context=context)
-    listener = rclpy.create_node('dystream_bench_e2e', context=context)
-    images: list[tuple[int, int]] = []  # (arrival wall ns as the middleware saw it, stamp ns)
-    indices: list[int] = []
-    motion: list[tuple[float, np.ndarray]] = []  # (arrival, blendshapes + pose) for the drift of a soak
-    diagnostics: list[dict[str, str]] = []
-    # the arrival is the middleware's receive time, so this process being busy does not count as latency; a
-    # history of 20 images (what the 16 MB shared-memory segment holds) lets it catch up without losing any
+    def motion_of(msg: FaceMotion) -> tuple[int, np.ndarray]:  # frame index, blendshapes + pose (a soak's drift)
+        rotation = msg.head_rotation
+        return msg.frame_index, np.array([*msg.blendshape_weights, rotation.x, rotation.y, rotation.z])
+
+    # an image's arrival is the middleware's receive time, so this process being busy does not count as latency;
+    # a history of 20 images (what the 16 MB shared-memory segment holds) lets it catch up without losing any
     image_qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT)
-    listener.create_subscription(Image, 'face/image', lambda m, info: images.append((info['received_timestamp'],
-                                 stamp_ns(m.header.stamp))), image_qos)
-    # frames from before the first sound reached the node (the replay starting up) or after the last (it ended)
-    # show no sound, so they have no sound-to-picture latency: only frames between the two are measured
-    sound_ns: list[int] = []  # [first stamp, last stamp]
-
-    def on_sound(msg: AudioDataStamped) -> None:
-        sound_ns[1:] = []
-        sound_ns.append(stamp_ns(msg.header.stamp))
-
-    listener.create_subscription(AudioDataStamped, 'self_audio', on_sound, QoSProfile(depth=10))
-    def on_motion(msg: FaceMotion) -> None:
-        indices.append(msg.frame_index)
-        if soak_minutes:
-            rotation = msg.head_rotation
-            motion.append((time.monotonic(), np.array([*msg.blendshape_weights, rotation.x, rotation.y, rotation.z])))
-
-    listener.create_subscription(FaceMotion, 'face/motion', on_motion, QoSProfile(depth=200))
-    listener.create_subscription(DiagnosticArray, '/diagnostics', lambda m: diagnostics.append(
-        {kv.key: kv.value for kv in m.status[0].values}), QoSProfile(depth=10))
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(listener)
-    node = subprocess.Popen([sys.executable, '-m', 'dystream_ros.nodes.dystream_node', '--ros-args',
-                             '-p', f'generator:={generator}', '-p', f'image_size:={size}', '-p', f'backend:={backend}'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
-    rss: list[tuple[float, float]] = []  # (time, MB)
-    # callbacks run in their own thread, so that receiving keeps up while this one watches the processes
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not indices and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not indices:
-            msg = f'dystream_node ({generator}) did not start'
-            raise RuntimeError(msg)
-        start_ns, cpu_start, wall_start = time.time_ns(), _proc_cpu_s(node.pid), time.monotonic()
-        loop = ['--loop'] if soak_minutes else []
-        replay = subprocess.Popen([sys.executable, '-m', 'dystream_ros.cli', 'bag', 'replay', '--restamp', *loop,
-                                   str(bag)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
-        next_sample, stop_at = 0.0, wall_start + soak_minutes * 60
-        while replay.poll() is None:
-            time.sleep(0.02)
-            if time.monotonic() > next_sample:
-                rss.append((time.monotonic(), _proc_rss_mb(node.pid)))
-                next_sample = time.monotonic() + 1.0
-            if soak_minutes and time.monotonic() > stop_at:
-                replay.send_signal(signal.SIGINT)
-                replay.wait(timeout=30)
-        time.sleep(1.0)
-        cpu_percent = 100 * (_proc_cpu_s(node.pid) - cpu_start) / (time.monotonic() - wall_start)
-    finally:
-        node.send_signal(signal.SIGINT)
-        node.wait(timeout=30)
-        executor.shutdown()
-        spinner.join(timeout=10)
-        listener.destroy_node()
-        rclpy.try_shutdown(context=context)
-    if len(sound_ns) < 2:
+    parameters = {'generator': generator, 'image_size': size, 'backend': backend}
+    with GraphRun(parameters, listener='dystream_bench_e2e') as graph:
+        images = graph.subscribe(Image, 'face/image', image_qos, keep=lambda m: stamp_ns(m.header.stamp))
+        # frames from before the first sound reached the node (the replay starting up) or after the last (it
+        # ended) show no sound, so they have no sound-to-picture latency: only frames between the two are measured
+        sounds = graph.subscribe(AudioDataStamped, 'self_audio', QoSProfile(depth=10),
+                                 keep=lambda m: stamp_ns(m.header.stamp))
+        frames = graph.subscribe(FaceMotion, 'face/motion', QoSProfile(depth=200), keep=motion_of)
+        diagnostics = graph.subscribe(DiagnosticArray, '/diagnostics', QoSProfile(depth=10),
+                                      keep=lambda m: {kv.key: kv.value for kv in m.status[0].values})
+        graph.start()
+        start_ns, cpu_start, wall_start = time.time_ns(), _proc_cpu_s(graph.pid), time.monotonic()
+        rss: list[tuple[float, float]] = []  # (time, MB), once a second
+        graph.replay(bag, restamp=True, loop=bool(soak_minutes), duration_s=soak_minutes * 60 or None,
+                     tick=lambda: rss.append((time.monotonic(), _proc_rss_mb(graph.pid))))
+        time.sleep(1.0)  # the last frames on their way
+        cpu_percent = 100 * (_proc_cpu_s(graph.pid) - cpu_start) / (time.monotonic() - wall_start)
+    if len(sounds) < 2:
         msg = 'no audio reached the node: did the replay start?'
         raise RuntimeError(msg)
-    start_ns, end_ns = max(start_ns, sound_ns[0]), sound_ns[1] - SOUND_MARGIN_NS
+    start_ns, end_ns = max(start_ns, sounds[0].value), sounds[-1].value - SOUND_MARGIN_NS
     images = [(arrival, stamp) for arrival, stamp in images if start_ns <= stamp <= end_ns]
     latencies = np.array([(arrival - stamp - FRAME_NS) / 1e6 for arrival, stamp in images])
     LATENCIES[generator] = latencies
+    indices = [index for _, (index, _) in frames]
     lost = sum(b - a - 1 for a, b in zip(indices, indices[1:]) if b > a + 1)
-    stages = diagnostics[-2] if len(diagnostics) >= 2 else {}
-    soak = _soak_figures(rss, images, motion, wall_start, start_ns) if soak_minutes else {}
+    stages = diagnostics[-2].value if len(diagnostics) >= 2 else {}
+    vectors = [vector for _, (_, vector) in frames]
+    soak = _soak_figures(rss, images, vectors, wall_start, start_ns) if soak_minutes else {}
     return {
         **soak,
         'latency_p50_ms': round(float(np.percentile(latencies, 50)), 1),
@@ -158,7 +111,7 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
 
 
 def _soak_figures(rss: list[tuple[float, float]], images: list[tuple[int, int]],
-                  motion: list[tuple[float, np.ndarray]], wall_start: float, start_ns: int) -> dict:
+                  motion: list[np.ndarray], wall_start: float, start_ns: int) -> dict:
     """How memory, latency and motion changed between the first and the last minute of a soak (the very first
     minute after warm-up is the reference; a minute is shortened to a third of the run for short soaks)."""
     from dystream_ros.data.metrics import statistics_drift
@@ -171,13 +124,13 @@ def _soak_figures(rss: list[tuple[float, float]], images: list[tuple[int, int]],
     latency = np.array([(arrival - stamp - FRAME_NS) / 1e6 for arrival, stamp in images])
     first = latency[(arrivals >= 0) & (arrivals < window)]
     last = latency[arrivals > duration - window]
-    frames = np.stack([m for _, m in motion])
+    frames = np.stack(motion)
     return {
         'soak_minutes': round(duration / 60, 2),
         'rss_growth_percent': round(100 * (last_mb - first_mb) / first_mb, 2),
         'latency_p50_first_ms': round(float(np.median(first)), 1),
         'latency_p50_last_ms': round(float(np.median(last)), 1),
-        'motion_drift': round(statistics_drift(frames, int(window * 25)), 3),
+        'motion_drift': round(statistics_drift(frames, int(window * FPS)), 3),
     }
 
 
@@ -234,7 +187,7 @@ def _recut(bag: Path, chunk_ms: int, out: Path) -> Path:
 
     self_audio, partner_audio = read_conversation(bag, '/self_audio', '/partner_audio')
     write_conversation_bag(out, self_audio, partner_audio, start_ns=1_700_000_000 * NS_PER_S,
-                           chunk_samples=16 * chunk_ms)
+                           chunk_samples=SAMPLE_RATE_HZ * chunk_ms // 1000)
     return out
 
 

@@ -22,13 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dystream_ros.model import DyStream, Guidance, ModelConfig, StreamingGenerator
+from dystream_ros.model import DyStream, Guidance, ModelConfig
 from dystream_ros.model.dystream import frame_position
 from dystream_ros.model.sampler import BRANCHES, euler_sample, sigma_schedule
 from dystream_ros.model.transformer import rope_at
+from dystream_ros.audio import crop
+from dystream_ros.runtime.frames import frame_end
+from dystream_ros.runtime.generator import StreamingGenerator
+from dystream_ros.units import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 TARGETS = {'tiny_onnx_ms_per_frame_max': 5.0, 'official_speedup_vs_recompute_min': 20.0}
-SAMPLES_PER_FRAME = 640
 
 
 def random_model(name: str, seed: int = 0) -> DyStream:
@@ -45,27 +48,21 @@ def random_model(name: str, seed: int = 0) -> DyStream:
 def voice(frames: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = frames * SAMPLES_PER_FRAME
-    t = np.arange(n) / 16000
+    t = np.arange(n) / SAMPLE_RATE_HZ
     return (0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + seed)) * rng.standard_normal(n)).astype(np.float32)
 
 
 def time_streaming(gen: StreamingGenerator, warmup: int, frames: int) -> list[float]:
-    """Wall time (ms) of push + pull for each frame after ``warmup`` frames."""
+    """Wall time (ms) of ``step`` for each frame after ``warmup`` frames (the engine's read is not included)."""
     total = warmup + frames + gen.config.pre_frames + 2
     own, partner = voice(total, 1), voice(total, 2)
     gen.reset()
-    lead = gen.lookahead_samples  # push the lookahead first so that every later 640-sample push completes a frame
-    gen.push_self(own[:lead])
-    gen.push_partner(partner[:lead])
     times = []
     for i in range(warmup + frames):
-        chunk = slice(lead + i * SAMPLES_PER_FRAME, lead + (i + 1) * SAMPLES_PER_FRAME)
+        span = slice(gen.input_start(i), frame_end(gen, i))
         start = time.perf_counter()
-        gen.push_self(own[chunk])
-        gen.push_partner(partner[chunk])
-        out = gen.pull()
+        gen.step(i, crop(own, span.start, span.stop), crop(partner, span.start, span.stop))
         elapsed = time.perf_counter() - start
-        assert len(out) == 1, f'expected one frame per push, got {len(out)}'
         if i >= warmup:
             times.append(1000.0 * elapsed)
     return times
@@ -127,7 +124,7 @@ class RecomputeBaseline:
 def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
     """The torch backend's step split the same way: encoders, KV-cached transformer token, head sampling."""
     cfg = model.config
-    guidance = Guidance.from_weights(cfg.cfg_self, cfg.cfg_partner, cfg.cfg_anchor, cfg.cfg_all)
+    guidance = Guidance.from_config(cfg)
     masks, coefficients = guidance.mask_tensor(), guidance.coefficient_tensor()
     sigmas = sigma_schedule(cfg.steps, cfg.sigma_min)
     states = [model.self_encoder.silence()[0], model.partner_encoder.silence()[0]]

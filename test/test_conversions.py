@@ -8,6 +8,7 @@ from rosbags.image import message_to_cvimage
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from dystream_ros.errors import DataError
 from dystream_ros.nodes.conversions import image_message, stamp_ns, time_message
 
 
@@ -24,5 +25,5 @@ def test_image_message_decodes_to_the_same_pixels_with_rosbags_image(shape: tupl
 
 
 def test_a_non_rgb_array_is_refused_with_its_shape() -> None:
-    with pytest.raises(ValueError, match=r'\(4, 4\) float64'):
+    with pytest.raises(DataError, match=r'\(4, 4\) float64'):
         image_message(np.zeros((4, 4)), Header())

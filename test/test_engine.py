@@ -4,17 +4,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dystream_ros.audio import AudioFormat, AudioIssue
+from dystream_ros.audio import AudioFormat, AudioIssue, StreamTimeline
 from dystream_ros.face.motion import index_of
 from dystream_ros.runtime.amplitude import AmplitudeGenerator
 from dystream_ros.runtime.engine import Activity, EngineConfig, FaceEngine
+from dystream_ros.runtime.frames import frame_end
+from dystream_ros.runtime.generator import StreamingGenerator
+from dystream_ros.units import NS_PER_S as NS
+from dystream_ros.units import SAMPLE_RATE_HZ
 
-NS = 1_000_000_000
 MS = 1_000_000
 JAW = index_of('jawOpen')
 
 
-def _bursts(seconds: float, rate: int = 16000) -> np.ndarray:
+def _bursts(seconds: float, rate: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """A voice-like signal: 0.5 s of modulated tone every second, silence in between."""
     t = np.arange(int(seconds * rate)) / rate
     on = (t % 1.0) < 0.5
@@ -33,8 +36,8 @@ def _run_live(engine: FaceEngine, streams: dict[str, np.ndarray], seconds: float
     outputs = []
     for now in range(0, int(seconds * NS), 5 * MS):
         for name, audio in streams.items():
-            while sent[name] + chunk <= len(audio) and (sent[name] + chunk) * NS // 16000 + delay_ns.get(name, 0) <= now:
-                stamp = stamp0_ns + sent[name] * NS // 16000
+            while sent[name] + chunk <= len(audio) and (sent[name] + chunk) * NS // SAMPLE_RATE_HZ + delay_ns.get(name, 0) <= now:
+                stamp = stamp0_ns + sent[name] * NS // SAMPLE_RATE_HZ
                 engine.push(name, _s16(audio[sent[name]:sent[name] + chunk]), stamp, now)
                 sent[name] += chunk
         outputs += engine.poll(now)
@@ -96,7 +99,7 @@ def test_a_bag_pushed_all_at_once_gives_every_frame_and_renders_only_the_newest(
     outputs = engine.poll(1500 * MS + 1)
     assert len(outputs) == 37  # every complete frame of 1.5 s (the resampler holds back its last 0.2 ms)
     assert canvas.calls == 1 and outputs[-1].image is not None and outputs[0].image is None
-    assert engine.renders_dropped == 36
+    assert engine.status().renders_dropped == 36
 
 
 def test_a_late_partner_is_waited_for_briefly_then_its_late_audio_is_dropped() -> None:
@@ -105,7 +108,7 @@ def test_a_late_partner_is_waited_for_briefly_then_its_late_audio_is_dropped() -
                         delay_ns={'partner': 150 * MS})
     assert abs(len(outputs) - 75) <= 3
     # the partner's stamps put its audio 150 ms before it arrives: frames go at their deadline without it
-    assert engine.voices['partner'].issues[AudioIssue.LATE] > 10
+    assert engine.status().voices['partner'].issues['LATE'] > 10
     assert [o.index for o in outputs] == list(range(len(outputs)))
 
 
@@ -113,7 +116,7 @@ def test_an_engine_that_stalled_skips_ahead_instead_of_lagging_for_ever() -> Non
     engine = FaceEngine(AmplitudeGenerator(), start_ns=0)
     engine.poll(1 * NS)
     outputs = engine.poll(8 * NS)  # a 7 s stall (the process was suspended)
-    assert engine.frames_dropped > 100
+    assert engine.status().frames_dropped > 100
     assert outputs and outputs[-1].index == 8 * 25 - 2  # the newest frame whose deadline has passed
     assert [o.index for o in outputs] == list(range(outputs[0].index, outputs[-1].index + 1))
 
@@ -135,11 +138,11 @@ def test_a_wrong_declared_rate_or_channel_count_is_reported_with_the_rate_it_car
     engine = FaceEngine(AmplitudeGenerator(), start_ns=0)  # declared: 16 kHz mono (the default)
     issues = _push_real_time(engine, _s16(audio), 2, 48000, 4.0)
     assert AudioIssue.RATE_MISMATCH in issues
-    assert engine.voices['self'].timeline.rate_check.ratio == pytest.approx(3.0, rel=0.02)  # 48 kHz, read as 16 kHz
-    stereo = np.repeat(_bursts(4.0, rate=16000), 2)  # interleaved stereo, declared mono
+    assert engine.status().voices['self'].rate_ratio == pytest.approx(3.0, rel=0.02)  # 48 kHz, read as 16 kHz
+    stereo = np.repeat(_bursts(4.0), 2)  # interleaved stereo, declared mono
     engine = FaceEngine(AmplitudeGenerator(), start_ns=0)
     assert AudioIssue.RATE_MISMATCH in _push_real_time(engine, _s16(stereo), 2, 32000, 4.0)
-    assert engine.voices['self'].timeline.rate_check.ratio == pytest.approx(2.0, rel=0.02)
+    assert engine.status().voices['self'].rate_ratio == pytest.approx(2.0, rel=0.02)
     # declared right: no report, even with pauses in publishing (a TTS that talks in bursts)
     engine = FaceEngine(AmplitudeGenerator(), start_ns=0, formats={'self': AudioFormat(48000, 1, 'S16LE')})
     issues = _push_real_time(engine, _s16(audio), 2, 48000, 4.0)
@@ -148,3 +151,55 @@ def test_a_wrong_declared_rate_or_channel_count_is_reported_with_the_rate_it_car
         stamp = 5 * NS + k * 700 * MS
         issues += engine.push('self', pcm[:48000], stamp, stamp + 500 * MS)
     assert AudioIssue.RATE_MISMATCH not in issues
+
+
+def _push_in_chunks(engine: FaceEngine, voices: dict[str, np.ndarray], chunk: int) -> list:
+    """Publish float32 voices live in messages of ``chunk`` samples, each arriving when its last sample is captured."""
+    outputs = []
+    for start in range(0, len(voices['self']), chunk):
+        now = (start + chunk) * NS // SAMPLE_RATE_HZ
+        for name, audio in voices.items():
+            engine.push(name, audio[start:start + chunk].astype('<f4').tobytes(), start * NS // SAMPLE_RATE_HZ, now)
+        outputs += engine.poll(now)
+    return outputs
+
+
+def test_the_face_does_not_depend_on_how_the_audio_is_cut_into_messages() -> None:
+    voices = {'self': _bursts(2.0), 'partner': 0.5 * _bursts(2.0)[::-1].copy()}
+    formats = dict.fromkeys(voices, AudioFormat(SAMPLE_RATE_HZ, 1, 'F32LE'))
+    generator = StreamingGenerator(seed=1)
+    runs = {chunk: np.stack([o.motion for o in _push_in_chunks(FaceEngine(generator, start_ns=0, formats=formats),
+                                                               voices, chunk)])
+            for chunk in (160, 640, 5333)}  # 10 ms, 40 ms and 333 ms messages
+    assert runs[640].shape[0] >= 45 and np.abs(np.diff(runs[640], axis=0)).max() > 1e-2
+    for chunk, motion in runs.items():
+        n = min(len(motion), len(runs[640]))
+        np.testing.assert_array_equal(motion[:n], runs[640][:n], err_msg=f'{chunk}-sample messages')
+
+
+def test_each_frame_reads_each_voice_once_and_no_audio_is_copied_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[tuple[int, int]] = []
+    original = StreamTimeline.read
+
+    def counted(timeline: StreamTimeline, start: int, end: int) -> np.ndarray:
+        reads.append((start, end))
+        return original(timeline, start, end)
+
+    monkeypatch.setattr(StreamTimeline, 'read', counted)
+    generator = StreamingGenerator()
+    engine = FaceEngine(generator, start_ns=0)
+    outputs = _push_in_chunks(engine, {'self': _bursts(1.0), 'partner': _bursts(1.0)}, 640)
+    assert len(reads) == 2 * len(outputs)  # one read per voice per frame, for the model and the voice activity
+    # after frame 0 (which also reads its encoder's pre-frames): from the frame's start (voice activity) to the end
+    # of its lookahead (the model's new encoder window lies inside)
+    assert reads[2::2] == [(o.index * 640, frame_end(generator, o.index)) for o in outputs[1:]]
+
+
+def test_warm_up_and_reset_leave_a_fresh_stream() -> None:
+    voices = {'self': _bursts(1.0), 'partner': _bursts(1.0)}
+    engine = FaceEngine(StreamingGenerator(seed=2), start_ns=0)
+    first = np.stack([o.motion for o in _push_in_chunks(engine, voices, 320)])
+    assert engine.warm_up() == 23  # frames final in one second of silence
+    engine.reset(0)
+    again = np.stack([o.motion for o in _push_in_chunks(engine, voices, 320)])
+    np.testing.assert_array_equal(again, first)

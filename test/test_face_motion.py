@@ -95,30 +95,3 @@ def test_pose_from_mediapipe_matrix():
 def test_head_quaternion_of_a_frame():
     frame = fm.motion_frame(headYaw=0.4)
     assert fm.head_quaternion(frame) == pytest.approx([0, 0, np.sin(0.2), np.cos(0.2)])
-
-
-def test_stats_are_safe_for_constant_dims_and_invert(tmp_path):
-    rng = np.random.default_rng(0)
-    data = rng.normal(size=(2, 50, 58)).astype(np.float32)
-    data[..., fm.index_of('tongueOut')] = 0.0  # never moves
-    data[0, 3, 0] = np.nan  # ignored
-    valid = np.ones((2, 50), bool)
-    valid[1, 40:] = False
-    data[1, 40:] = 1e6  # masked out
-    stats = fm.MotionStats.from_data(data, valid)
-    assert stats.std[fm.index_of('tongueOut')] == pytest.approx(1e-3)
-    assert np.all(np.abs(stats.mean) < 1.0) and np.all(np.isfinite(stats.std))
-    clean = np.nan_to_num(data[0])
-    assert stats.denormalise(stats.normalise(clean)) == pytest.approx(clean, abs=1e-4)
-    assert np.all(stats.normalise(clean)[:, fm.index_of('tongueOut')] == 0.0)
-    stats.save(tmp_path / 'stats.npz')
-    loaded = fm.MotionStats.load(tmp_path / 'stats.npz')
-    assert np.array_equal(loaded.mean, stats.mean) and np.array_equal(loaded.std, stats.std)
-
-
-def test_stats_refuse_empty_data_and_other_layouts(tmp_path):
-    with pytest.raises(DataError, match='zero valid frames'):
-        fm.MotionStats.from_data(np.zeros((5, 58)), np.zeros(5, bool))
-    np.savez(tmp_path / 'old.npz', mean=np.zeros(10), std=np.ones(10), names=np.array([f'd{i}' for i in range(10)]))
-    with pytest.raises(DataError, match='different layout'):
-        fm.MotionStats.load(tmp_path / 'old.npz')

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from dystream_ros.errors import StreamError
+from dystream_ros.errors import DataError, StreamError
 from dystream_ros.face import landmarks as lm
 from dystream_ros.face.assets import canonical_mesh, landmarker_model_path
 from dystream_ros.face.motion import BLENDSHAPES, get_values
@@ -89,7 +89,7 @@ def test_tracker_enforces_its_contract():
     tracker.track(image, 10)
     with pytest.raises(StreamError, match='increasing timestamps'):
         tracker.track(image, 10)
-    with pytest.raises(StreamError, match='uint8 RGB'):
+    with pytest.raises(DataError, match='uint8 RGB'):
         tracker.track(image.astype(np.float32), 20)
     tracker.close()
     with pytest.raises(StreamError, match='closed'):

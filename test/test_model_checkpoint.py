@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from dystream_ros.errors import CheckpointError
-from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, load_model, save_model
+from dystream_ros.model import DyStream, ModelConfig, load_model, save_model
+from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.model import checkpoint
 
 

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from dystream_ros.cli import main
-from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, save_model
+from dystream_ros.model import DyStream, ModelConfig, save_model
+from dystream_ros.runtime.generator import StreamingGenerator
+from dystream_ros.runtime.frames import stream_clip
 from dystream_ros.runtime.onnx_backend import OnnxBackend, cache_names
 
 RATE = 16000
@@ -47,12 +49,7 @@ def test_onnx_runtime_streaming_equals_torch(exported: tuple[DyStream, Path]) ->
     results = {}
     for backend in ('torch', 'onnx'):
         gen = StreamingGenerator(model, backend=backend, onnx_dir=folder, seed=4, num_threads=1)
-        frames = []
-        for start in range(0, own.shape[0], 1000):
-            gen.push_self(own[start:start + 1000])
-            gen.push_partner(partner[start:start + 1000])
-            frames += gen.pull()
-        results[backend] = np.stack([f.motion for f in frames])
+        results[backend] = np.stack([f.motion for f in stream_clip(gen, own, partner)])
     assert results['onnx'].shape == results['torch'].shape == (48, 58)  # (32000 - 960) // 640
     assert np.abs(np.diff(results['torch'], axis=0)).max() > 1e-2
     assert np.abs(results['onnx'] - results['torch']).max() <= 1e-3

@@ -1,4 +1,4 @@
-"""DyStream streaming: causality with lookahead, streaming equals offline, chunking invariance, exact KV cache."""
+"""DyStream streaming: causality with lookahead, stepping equals offline, restarts, the step contract, exact KV cache."""
 from __future__ import annotations
 
 
@@ -7,12 +7,16 @@ import pytest
 import torch
 
 from dystream_ros.errors import ConfigError, StreamError
-from dystream_ros.model import DyStream, Guidance, ModelConfig, StreamingGenerator
+from dystream_ros.apps.video import stream_motion
+from dystream_ros.model import DyStream, Guidance, ModelConfig
 from dystream_ros.model.audio_encoder import AudioEncoder, num_final_frames
 from dystream_ros.model.sampler import BRANCHES, sigma_schedule
 from dystream_ros.model.transformer import rope_at
-
-RATE, FRAME = 16000, 640
+from dystream_ros.audio import crop
+from dystream_ros.runtime.frames import frame_end, stream_clip
+from dystream_ros.runtime.generator import StreamingGenerator
+from dystream_ros.units import SAMPLE_RATE_HZ as RATE
+from dystream_ros.units import SAMPLES_PER_FRAME as FRAME
 
 
 def random_model(seed: int = 0, **changes: object) -> DyStream:
@@ -42,13 +46,8 @@ def clips(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return own.astype(np.float32), partner.astype(np.float32)
 
 
-def stream(gen: StreamingGenerator, own: np.ndarray, partner: np.ndarray, chunk: int) -> np.ndarray:
-    gen.reset()
-    frames = []
-    for start in range(0, own.shape[0], chunk):
-        gen.push_self(own[start:start + chunk])
-        gen.push_partner(partner[start:start + chunk])
-        frames += gen.pull()
+def stream(gen: StreamingGenerator, own: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    frames = list(stream_clip(gen, own, partner))
     assert [f.index for f in frames] == list(range(len(frames)))
     return np.stack([f.motion for f in frames])
 
@@ -79,7 +78,7 @@ def test_audio_after_frame_end_plus_lookahead_never_changes_earlier_frames(looka
     own, partner = clips(2.0)
     reference = gen.generate(own, partner)
     t = 20
-    cut = FRAME * (t + 1) + gen.lookahead_samples  # first sample frame t may not see
+    cut = frame_end(gen, t)  # first sample frame t may not see
     changed = [own.copy(), partner.copy()]
     changed[0 if which == 'self' else 1][cut:] += 0.3
     moved = gen.generate(*changed)
@@ -91,31 +90,42 @@ def test_audio_after_frame_end_plus_lookahead_never_changes_earlier_frames(looka
     assert np.abs(gen.generate(*earlier)[t] - reference[t]).max() > 0
 
 
-def test_frame_is_released_when_its_lookahead_audio_arrives() -> None:
-    gen = StreamingGenerator(random_model())
-    need = 3 * FRAME + gen.lookahead_samples  # frame 2 is final at this many samples
-    own, partner = clips(1.0)
-    gen.push_self(own[:need - 1])
-    gen.push_partner(partner[:need])
-    assert [f.index for f in gen.pull()] == [0, 1]  # self lacks one sample for frame 2
-    gen.push_self(own[need - 1:need])
-    (frame,) = gen.pull()
-    assert (frame.index, frame.start_sample, frame.ready_sample) == (2, 2 * FRAME, need)
-    assert frame.start_time_s == pytest.approx(0.08)
+@pytest.mark.parametrize('lookahead_ms', [0, 60])
+def test_each_step_reads_one_encoder_window_after_the_first(lookahead_ms: int) -> None:
+    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms))
+    cfg = gen.config
+    spans = []
+    for frame in range(4):
+        start, end = gen.input_start(frame), frame_end(gen, frame)
+        spans.append((start, end))
+        gen.step(frame, np.zeros(end - start, np.float32), np.zeros(end - start, np.float32))
+    assert spans[0][1] == FRAME + gen.lookahead_ms * RATE // 1000  # frame 0 waits for its lookahead only
+    assert spans[0][1] - spans[0][0] == (cfg.pre_frames + 1) * FRAME + cfg.history_samples  # and its pre-frames
+    assert [end - start for start, end in spans[1:]] == [cfg.encoder_window_samples] * 3
+    assert [spans[k + 1][1] - spans[k][1] for k in range(3)] == [FRAME] * 3  # one frame of new audio per step
 
 
 @pytest.mark.parametrize('lookahead_ms', [0, 60])
-def test_streaming_equals_offline_for_every_chunk_size(lookahead_ms: int) -> None:
+def test_stepping_equals_offline(lookahead_ms: int) -> None:
     gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms), seed=7)
     own, partner = clips(2.5)
     offline = gen.generate(own, partner)
     assert offline.shape == (num_final_frames(gen.config, own.shape[0]), gen.motion_dim)
     assert np.abs(np.diff(offline, axis=0)).max() > 1e-2  # frames move: the comparison is not between constants
-    runs = {ms: stream(gen, own, partner, RATE * ms // 1000) for ms in (10, 40, 333)}
-    runs['whole'] = stream(gen, own, partner, own.shape[0])
-    for name, frames in runs.items():
-        np.testing.assert_array_equal(frames, runs['whole'], err_msg=f'{name} chunks')
-    assert np.abs(runs['whole'] - offline).max() <= 1e-4
+    assert np.abs(stream(gen, own, partner) - offline).max() <= 1e-4
+
+
+def test_a_stream_restarted_mid_clip_equals_a_fresh_stream_from_there() -> None:
+    own, partner = clips(2.0)
+    gen = StreamingGenerator(random_model(), seed=3)
+    first = 10
+    gen.reset(first)
+    restarted = []
+    for frame in range(first, first + 30):
+        start, end = gen.input_start(frame), frame_end(gen, frame)
+        restarted.append(gen.step(frame, crop(own, start, end), crop(partner, start, end)).motion)
+    fresh = stream(gen, own[first * FRAME:], partner[first * FRAME:])[:30]
+    np.testing.assert_array_equal(np.stack(restarted), fresh)
 
 
 def test_default_config_streaming_equals_offline() -> None:
@@ -128,7 +138,7 @@ def test_default_config_streaming_equals_offline() -> None:
     own, partner = clips(4.4)  # > 94 frames: the attention window slides
     offline = gen.generate(own, partner)
     assert offline.shape[0] > gen.config.context_frames
-    assert np.abs(stream(gen, own, partner, 1000) - offline).max() <= 1e-4
+    assert np.abs(stream(gen, own, partner) - offline).max() <= 1e-4
 
 
 def test_kv_cache_step_equals_full_sequence_with_banded_mask() -> None:
@@ -195,17 +205,12 @@ def test_sigma_schedule_matches_the_paper_scheduler() -> None:
 def test_seed_repeats_and_reset_restarts_the_stream() -> None:
     own, partner = clips(1.0)
     gen = StreamingGenerator(random_model(), seed=5)
-    first = stream(gen, own, partner, 700)
-    np.testing.assert_array_equal(stream(gen, own, partner, 700), first)
+    first = stream(gen, own, partner)
+    np.testing.assert_array_equal(stream(gen, own, partner), first)
     gen.reset(seed=6)
-    gen.push_self(own)
-    gen.push_partner(partner)
-    other = np.stack([f.motion for f in gen.pull()])
-    assert np.abs(other - first).max() > 1e-3
+    assert np.abs(stream(gen, own, partner) - first).max() > 1e-3
     gen.reset(seed=5)
-    gen.push_self(own)
-    gen.push_partner(partner)
-    np.testing.assert_array_equal(np.stack([f.motion for f in gen.pull()]), first)
+    np.testing.assert_array_equal(stream(gen, own, partner), first)
 
 
 def test_anchor_conditions_the_motion() -> None:
@@ -216,46 +221,30 @@ def test_anchor_conditions_the_motion() -> None:
     assert np.abs(gen.generate(own, partner) - base).max() > 1e-3
 
 
-def test_without_partner_equals_silent_partner() -> None:
-    own, _ = clips(1.2)
-    model = random_model()
-    solo = StreamingGenerator(model, seed=3, use_partner=False)
-    solo.push_self(own)
-    frames = np.stack([f.motion for f in solo.pull()])
-    np.testing.assert_allclose(frames, StreamingGenerator(model, seed=3).generate(own, np.zeros_like(own)),
-                               atol=1e-4, rtol=0)
-    with pytest.raises(StreamError, match='use_partner=False'):
-        solo.push_partner(own)
-
-
-def test_flush_finalises_every_frame_that_covers_pushed_audio() -> None:
+def test_a_clip_renders_every_frame_that_covers_its_audio() -> None:
     gen = StreamingGenerator(random_model())
     own, partner = clips(1.01)  # 25.25 frames
-    gen.push_self(own)
-    gen.push_partner(partner)
-    pulled = gen.pull()
-    flushed = gen.flush()
-    assert len(pulled) == num_final_frames(gen.config, own.shape[0])
-    assert [f.index for f in pulled + flushed] == list(range(26))
+    assert len(gen.generate(own, partner)) == num_final_frames(gen.config, own.shape[0])
+    assert len(list(stream_motion(gen, own, partner))) == 26
 
 
-def test_push_checks_the_chunk_contract() -> None:
+def test_step_checks_its_contract() -> None:
     gen = StreamingGenerator(random_model())
+    span = frame_end(gen, 0) - gen.input_start(0)
+    with pytest.raises(StreamError, match='float32'):
+        gen.step(0, np.zeros(span, np.int16), np.zeros(span, np.float32))
+    with pytest.raises(StreamError, match=f'must be {span} float32 samples'):
+        gen.step(0, np.zeros(span, np.float32), np.zeros(span - 1, np.float32))
+    with pytest.raises(StreamError, match='out of order'):
+        gen.step(1, np.zeros(span, np.float32), np.zeros(span, np.float32))
     with pytest.raises(StreamError, match='int16'):
-        gen.push_self(np.zeros(640, np.int16))
+        gen.generate(np.zeros(640, np.int16))
     with pytest.raises(StreamError, match='1-D'):
-        gen.push_self(np.zeros((2, 640), np.float32))
+        gen.generate(np.zeros((2, 640), np.float32))
     with pytest.raises(StreamError, match='NaN'):
-        gen.push_partner(np.full(640, np.nan, np.float32))
+        gen.generate(np.zeros(640, np.float32), np.full(640, np.nan, np.float32))
     with pytest.raises(ConfigError, match='anchor'):
         gen.reset(anchor=np.zeros(3, np.float32))
-
-
-def test_a_stream_far_behind_raises() -> None:
-    gen = StreamingGenerator(random_model(), max_backlog_frames=10)
-    gen.push_self(np.zeros(20 * FRAME, np.float32))
-    with pytest.raises(StreamError, match='partner stream is .* behind'):
-        gen.pull()
 
 
 def test_config_validation_names_the_problem() -> None:
@@ -267,3 +256,4 @@ def test_config_validation_names_the_problem() -> None:
         ModelConfig.preset('huge')
     assert ModelConfig.preset('official').n_embd == 768
     assert ModelConfig.from_dict(ModelConfig.preset('base').to_dict()) == ModelConfig.preset('base')
+    assert ModelConfig.from_dict({'cfg_audio': 0.7}).cfg_self == 0.7  # the name in configs written before

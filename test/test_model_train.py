@@ -14,7 +14,8 @@ import torch
 from dystream_ros.cli import main
 from dystream_ros.data.sample import Sample, write_sample
 from dystream_ros.errors import ConfigError, DataError
-from dystream_ros.model import DyStream, ModelConfig, StreamingGenerator, load_model
+from dystream_ros.model import DyStream, ModelConfig, load_model
+from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.model.audio_encoder import encoder_audio_span
 from dystream_ros.model.checkpoint import read_tensors
 from dystream_ros.training.dataset import WindowDataset
@@ -91,10 +92,8 @@ def test_train_command_writes_weights_the_generator_loads(data: Path, tmp_path: 
     assert written['world_size'] == 1
     assert written['train']['speed_perturb'] == 0.1
     gen = StreamingGenerator(out / 'model.safetensors')
-    gen.push_self(np.zeros(16000, np.float32))
-    gen.push_partner(np.zeros(16000, np.float32))
-    frames = gen.pull()
-    assert len(frames) == (16000 - 640) // 640 and np.all(np.isfinite(frames[-1].motion))
+    frames = gen.generate(np.zeros(SAMPLE_RATE_HZ, np.float32), np.zeros(SAMPLE_RATE_HZ, np.float32))
+    assert len(frames) == (SAMPLE_RATE_HZ - 640) // 640 and np.all(np.isfinite(frames[-1]))
 
 
 def test_torchrun_trains_with_two_processes(data: Path, tmp_path: Path) -> None:

@@ -5,109 +5,78 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import QuaternionStamped
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
+from dystream_ros.apps.bag_tools import read_conversation
+from dystream_ros.apps.graph_run import GraphRun, Received, node_command
 from dystream_ros.audio.vad import voice_activity
 from dystream_ros.data.metrics import activity_with_hangover, listening_nod_ratio
 from dystream_ros.face.motion import quaternion_to_rpy
 from dystream_ros.msg import FaceMotion
-from dystream_ros.apps.bag_tools import read_conversation
 from dystream_ros.nodes.conversions import stamp_ns
-from support.graph import stop_node_and_graph
+from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_BAG = ROOT / 'dystream_ros' / 'assets' / 'demo_conversation'
-BAG_START_NS = 1_700_000_000 * 1_000_000_000  # the demo bag's first audio stamp
+BAG_START_NS = 1_700_000_000 * NS_PER_S  # the demo bag's first audio stamp
 MS = 1_000_000
 IDLE_BEFORE_REPLAY_S = 6.0
 NECK_LIMITS = {'head_1_joint': (-1.2, 1.2), 'head_2_joint': (-0.9, 0.7)}  # config defaults
 
 
+@dataclass
 class Outputs:
-    """Everything the node publishes, with the time each message arrived here."""
+    """Everything the node publishes; face/motion with the time each message arrived here."""
 
-    def __init__(self, context: Context) -> None:
-        self.node = rclpy.create_node('dystream_test_listener', context=context)
-        self.motion: list[tuple[float, FaceMotion]] = []
-        self.image_stamps: list[int] = []
-        self.pose_stamps: list[int] = []
-        self.neck: list[JointTrajectory] = []
-        self.diagnostics: list[DiagnosticArray] = []
-        reliable = QoSProfile(depth=200)
-        self.node.create_subscription(FaceMotion, 'face/motion',
-                                      lambda m: self.motion.append((time.monotonic(), m)), reliable)
-        self.node.create_subscription(Image, 'face/image', lambda m: self.image_stamps.append(stamp_ns(m.header.stamp)),
-                                      qos_profile_sensor_data)
-        self.node.create_subscription(QuaternionStamped, 'head/pose',
-                                      lambda m: self.pose_stamps.append(stamp_ns(m.header.stamp)), reliable)
-        self.node.create_subscription(JointTrajectory, 'neck/command', self.neck.append, reliable)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, reliable)
+    motion: list[Received[FaceMotion]]
+    image_stamps: list[int]
+    pose_stamps: list[int]
+    neck: list[JointTrajectory]
+    diagnostics: list[DiagnosticArray]
 
 
-def _python_module(module: str, *args: str) -> list[str]:
-    return [sys.executable, '-m', module, *args]
+def _header_stamp(message: Any) -> int:
+    return stamp_ns(message.header.stamp)
 
 
 @pytest.fixture(scope='module')
 def replayed() -> dict:
     """Run the node, replay the demo bag at its recorded pace, collect everything, stop the node with SIGINT."""
-    context = Context()
-    rclpy.init(context=context)
-    outputs = Outputs(context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(outputs.node)
-    logs = {}
-    node = subprocess.Popen(_python_module('dystream_ros.nodes.dystream_node', '--ros-args', '-p', 'image_size:=256'),
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not outputs.motion and time.monotonic() < deadline:  # idle frames flow once the node is active
-            executor.spin_once(timeout_sec=0.1)
-        assert outputs.motion, 'dystream_node never published face/motion'
-        first_idle = len(outputs.motion)
-        idle_until = time.monotonic() + IDLE_BEFORE_REPLAY_S  # the robot alone in a quiet room, for comparison
-        while time.monotonic() < idle_until:
-            executor.spin_once(timeout_sec=0.05)
-        replay = subprocess.Popen(_python_module('dystream_ros.cli', 'bag', 'replay', str(DEMO_BAG)), cwd=ROOT,
-                                  env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        while replay.poll() is None:
-            executor.spin_once(timeout_sec=0.05)
-        end = time.monotonic() + 1.5
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.05)
-        logs['replay'] = replay.communicate()[0]
-        assert replay.returncode == 0, logs['replay']
-    finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            logs['node'] = node.communicate(timeout=20)[0]
-        except subprocess.TimeoutExpired:
-            node.kill()
-            logs['node'] = node.communicate()[0]
-        executor.shutdown()
-        outputs.node.destroy_node()
-        rclpy.try_shutdown(context=context)
+    reliable = QoSProfile(depth=200)
+    with GraphRun({'image_size': 256}, listener='dystream_test_listener', cwd=ROOT) as graph:
+        motion = graph.subscribe(FaceMotion, 'face/motion', reliable)
+        images = graph.subscribe(Image, 'face/image', qos_profile_sensor_data, keep=_header_stamp)
+        poses = graph.subscribe(QuaternionStamped, 'head/pose', reliable, keep=_header_stamp)
+        neck = graph.subscribe(JointTrajectory, 'neck/command', reliable)
+        diagnostics = graph.subscribe(DiagnosticArray, '/diagnostics', reliable)
+        graph.start()  # idle frames flow once the node is active
+        first_idle = len(motion)
+        time.sleep(IDLE_BEFORE_REPLAY_S)  # the robot alone in a quiet room, for comparison
+        replay = graph.replay(DEMO_BAG)
+        time.sleep(1.5)  # the last frames on their way
+    assert replay.returncode == 0, replay.stdout
+    outputs = Outputs(motion, [stamp for _, stamp in images], [stamp for _, stamp in poses], [m for _, m in neck],
+                      [d for _, d in diagnostics])
     self_audio, partner_audio = read_conversation(DEMO_BAG, '/self_audio', '/partner_audio')
-    return {'outputs': outputs, 'first_idle': first_idle, 'node_rc': node.returncode, 'logs': logs,
-            'self_audio': self_audio, 'partner_audio': partner_audio}
+    return {'outputs': outputs, 'first_idle': first_idle, 'node_rc': graph.returncode,
+            'logs': {'replay': replay.stdout, 'node': graph.output}, 'self_audio': self_audio,
+            'partner_audio': partner_audio}
 
 
 def _conversation_frames(replayed: dict) -> list[FaceMotion]:
     """The frames whose audio time lies inside the replayed conversation."""
-    end_ns = BAG_START_NS + len(replayed['self_audio']) * 1_000_000_000 // 16000
+    end_ns = BAG_START_NS + len(replayed['self_audio']) * NS_PER_S // SAMPLE_RATE_HZ
     return [m for _, m in replayed['outputs'].motion if BAG_START_NS - 40 * MS <= stamp_ns(m.header.stamp) < end_ns]
 
 
@@ -116,12 +85,12 @@ def test_frames_come_at_25_hz_and_none_is_lost_at_real_time_pace(replayed: dict)
     indices = [m.frame_index for _, m in received]
     assert indices == list(range(indices[0], indices[0] + len(indices))), 'frame indices jump: frames were lost'
     conversation = _conversation_frames(replayed)
-    seconds = len(replayed['self_audio']) / 16000
-    assert abs(len(conversation) - seconds * 25) <= 2
+    seconds = len(replayed['self_audio']) / SAMPLE_RATE_HZ
+    assert abs(len(conversation) - seconds * FPS) <= 2
     # the publication rate over the replay, measured on arrival here
-    times = np.array([t for t, m in received[replayed['first_idle']:]])
+    times = np.array([t for t, m in received[replayed['first_idle']:]]) / NS_PER_S
     rate = (len(times) - 1) / (times[-1] - times[0])
-    assert 25 * 0.95 <= rate <= 25 * 1.05, rate
+    assert FPS * 0.95 <= rate <= FPS * 1.05, rate
     assert 'frames_dropped' not in replayed['logs']['node']
 
 
@@ -215,28 +184,19 @@ def test_the_node_shuts_down_cleanly_on_sigint(replayed: dict) -> None:
     ('self_sample_format:=MP3', 'self_sample_format must be one of S16LE, S32LE, F32LE'),
 ])
 def test_invalid_parameters_stop_the_node_with_a_message_naming_them(parameter: str, expected: str) -> None:
-    result = subprocess.run(_python_module('dystream_ros.nodes.dystream_node', '--ros-args', '-p', parameter),
-                            cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    name, value = parameter.split(':=')
+    result = subprocess.run(node_command({name: value}), cwd=ROOT, env=dict(os.environ), capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 1
     assert expected in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize('attempt', range(3))
 def test_sigterm_while_publishing_is_a_clean_shutdown(attempt: int) -> None:
-    context = Context()
-    rclpy.init(context=context)
-    listener = rclpy.create_node('sigterm_listener', context=context)
-    frames: list[FaceMotion] = []
-    listener.create_subscription(FaceMotion, 'face/motion', frames.append, QoSProfile(depth=10))
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(listener)
-    node = subprocess.Popen(_python_module('dystream_ros.nodes.dystream_node', '--ros-args', '-p', 'renderer:=none'),
-                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(frames) < 10 + 7 * attempt and time.monotonic() < deadline:  # stop at different moments
-            executor.spin_once(timeout_sec=0.02)
-    finally:
-        output = stop_node_and_graph(node, signal.SIGTERM, executor, listener, context)
+    with GraphRun({'renderer': 'none'}, listener='sigterm_listener', cwd=ROOT) as graph:
+        frames = graph.subscribe(FaceMotion, 'face/motion', QoSProfile(depth=10))
+        graph.start()
+        graph.wait_until(lambda: len(frames) >= 10 + 7 * attempt, 120)  # stop at different moments
+        graph.stop(signal.SIGTERM)
     assert frames
-    assert node.returncode == 0 and 'Traceback' not in output, output[-2000:]
+    assert graph.returncode == 0 and 'Traceback' not in graph.output, graph.output[-2000:]

@@ -10,13 +10,15 @@ import argparse
 import importlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dystream_ros.errors import DataError
+from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, STREAMS
 
-NS_PER_S = 1_000_000_000
+if TYPE_CHECKING:
+    from dystream_ros.audio import Decoder, Resampler
 
 
 def message_class(type_name: str) -> Any:
@@ -184,39 +186,60 @@ def _discover_types(node: Any, topics: list[str], discovery_s: float) -> dict[st
 
 
 def read_conversation(bag: Path, self_topic: str, partner_topic: str) -> tuple[np.ndarray, np.ndarray]:
-    """The two voices of a recorded conversation as 16 kHz mono tracks on one time axis (the earliest stamp of
-    either is sample 0), placed by their stamps; a missing topic is an empty track."""
-    from dystream_ros.audio import AudioFormat, Decoder, Resampler
+    """The two voices of a recorded conversation as 16 kHz mono tracks on one time axis (the earliest sound of
+    either is sample 0); a missing topic is an empty track.
+
+    Each voice is placed as dystream_node places what it hears, on a StreamTimeline fed in the order the bag
+    received the messages, with their receive times: by its stamps, both voices on one clock where their stamps
+    agree, with stamp jitter closed, repeated audio dropped and a jump in the stamps (a publisher restarting)
+    continued after the newest audio. An unstamped message is taken to end when it was received, as the node
+    takes it.
+    """
     from dystream_ros.apps.bags import project_typestore
+    from dystream_ros.audio import StreamTimeline
 
     typestore = project_typestore()
-    chunks: dict[str, list[tuple[int, np.ndarray]]] = {'self': [], 'partner': []}  # (stamp, 16 kHz audio)
+    voices = dict(zip((self_topic, partner_topic), STREAMS))
+    chunks: list[tuple[str, int, np.ndarray, int]] = []  # (voice, stamp, 16 kHz audio, receive time), as received
     with _open_reader(bag) as reader:
         by_topic = {c.topic: c for c in reader.connections}
-        for name, topic in (('self', self_topic), ('partner', partner_topic)):
-            if topic not in by_topic:
-                continue
-            audio_format = AudioFormat()
-            if f'{topic}_info' in by_topic:
-                for connection, _, raw in reader.messages(connections=[by_topic[f'{topic}_info']]):
-                    info = typestore.deserialize_cdr(raw, connection.msgtype)
-                    audio_format = AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format)
-            decoder, resampler = Decoder(audio_format), Resampler(audio_format.sample_rate_hz)
-            for connection, bag_ns, raw in reader.messages(connections=[by_topic[topic]]):
-                msg = typestore.deserialize_cdr(raw, connection.msgtype)
-                stamped = hasattr(msg, 'header')
-                data = (msg.audio.data if stamped else msg.data).tobytes()
-                stamp = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec if stamped else bag_ns
-                chunks[name].append((stamp, resampler.process(decoder.decode(data)[0])))
-    origin = min((stamp for pieces in chunks.values() for stamp, _ in pieces), default=0)
-    tracks = []
-    for pieces in chunks.values():
-        placed = [(int((stamp - origin) * 16000 // NS_PER_S), audio) for stamp, audio in pieces]
-        track = np.zeros(max((start + len(audio) for start, audio in placed), default=0), np.float32)
-        for start, audio in placed:
-            track[start:start + len(audio)] = audio
-        tracks.append(track)
-    return tracks[0], tracks[1]
+        inputs = {topic: _voice_input(reader, by_topic.get(f'{topic}_info'), typestore) for topic in voices
+                  if topic in by_topic}
+        # (no connections would read every message in the bag)
+        for connection, bag_ns, raw in reader.messages(connections=[by_topic[t] for t in inputs]) if inputs else ():
+            msg = typestore.deserialize_cdr(raw, connection.msgtype)
+            stamped = hasattr(msg, 'header')
+            decoder, resampler = inputs[connection.topic]
+            samples = decoder.decode((msg.audio.data if stamped else msg.data).tobytes())[0]
+            stamp = (msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec if stamped
+                     else bag_ns - len(samples) * NS_PER_S // decoder.format.sample_rate_hz)
+            chunks.append((voices[connection.topic], stamp, resampler.process(samples), bag_ns))
+    received_s = (chunks[-1][3] - chunks[0][3]) / NS_PER_S if chunks else 0.0
+    audio_s = sum(len(audio) for _, _, audio, _ in chunks) / SAMPLE_RATE_HZ
+    # sample 0 at the receive clock's epoch; room for the whole conversation, even where it arrived faster than
+    # real time (it is placed by its stamps)
+    timelines = {name: StreamTimeline(0, received_s + audio_s + 1.0) for name in STREAMS}
+    first: dict[str, int] = {}  # where each voice's first placed audio begins
+    for name, stamp, audio, arrival in chunks:
+        timeline, other = timelines[name], timelines['partner' if name == 'self' else 'self']
+        timeline.write(stamp, audio, arrival, other.offset_ns)
+        if name not in first and timeline.written_until:
+            first[name] = timeline.written_until - len(audio)
+    origin = min(first.values(), default=0)
+    self_track, partner_track = (timelines[name].read(origin, timelines[name].written_until) if name in first
+                                 else np.zeros(0, np.float32) for name in STREAMS)
+    return self_track, partner_track
+
+
+def _voice_input(reader: Any, info: Any, typestore: Any) -> tuple[Decoder, Resampler]:
+    """The decoder and resampler of a voice in the format its last AudioInfo declares (the default without one)."""
+    from dystream_ros.audio import AudioFormat, Decoder, Resampler
+
+    audio_format = AudioFormat()
+    for connection, _, raw in reader.messages(connections=[info]) if info else ():
+        declared = typestore.deserialize_cdr(raw, connection.msgtype)
+        audio_format = AudioFormat(int(declared.sample_rate), int(declared.channels), declared.sample_format)
+    return Decoder(audio_format), Resampler(audio_format.sample_rate_hz)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -260,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
 
         robot, _ = conversation(0, 'heldout', args.seed, args.seconds)
         count = write_conversation_bag(args.out, robot.self_audio, robot.partner_audio, start_ns=1_700_000_000 * NS_PER_S)
-        print(f'{args.out}: {count} messages, {robot.num_frames / 25:.1f} s of conversation')
+        print(f'{args.out}: {count} messages, {robot.num_frames / FPS:.1f} s of conversation')
     elif args.action == 'record':
         counts = record(args.out, args.topics, args.duration, args.storage, args.wait)
         print(f'recorded {sum(counts.values())} messages into {args.out}: {counts}')
@@ -268,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         from dystream_ros.face.renderers import make_renderer
-        from dystream_ros.model import StreamingGenerator
+        from dystream_ros.runtime.generator import StreamingGenerator
         from dystream_ros.apps.video import mix, stream_motion, write_mp4
 
         self_audio, partner_audio = read_conversation(args.bag, args.self_topic, args.partner_topic)
@@ -280,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
             partner_audio, (0, n - len(partner_audio)))
         renderer = make_renderer('photo' if args.avatar else 'stylised', args.size, args.avatar)
         motion = stream_motion(StreamingGenerator(args.model), self_audio, partner_audio)
-        frames = (renderer.render(m) for m in tqdm(motion, total=-(-n // 640), unit='frame', desc='render'))
+        frames = (renderer.render(m) for m in tqdm(motion, total=-(-n // SAMPLES_PER_FRAME), unit='frame', desc='render'))
         count = write_mp4(frames, args.out, mix(self_audio, partner_audio))
-        print(f'{args.out}: {count} frames, {count / 25:.1f} s')
+        print(f'{args.out}: {count} frames, {count / FPS:.1f} s')
     return 0

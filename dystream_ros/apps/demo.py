@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,73 +18,41 @@ import numpy as np
 
 from dystream_ros.errors import DystreamError
 from dystream_ros.resources import demo_bag
+from dystream_ros.units import FPS, NS_PER_S, SAMPLES_PER_FRAME
 
-NS_PER_S = 1_000_000_000
-FRAME_NS = NS_PER_S // 25
-
-
-def _node_command(size: int) -> list[str]:
-    executable = Path(sys.prefix) / 'lib' / 'dystream_ros' / 'dystream_node'
-    command = [str(executable)] if executable.is_file() else [sys.executable, '-m', 'dystream_ros.nodes.dystream_node']
-    return [*command, '--ros-args', '-p', f'image_size:={size}']
+FRAME_NS = NS_PER_S // FPS
 
 
 def run_demo(out: Path, size: int = 512) -> dict:
     """Run the demo; return the latency summary (also written to ``out/demo_latency.json``)."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from dystream_ros.msg import FaceMotion
     from dystream_ros.apps.bag_tools import read_conversation
-    from dystream_ros.nodes.conversions import stamp_ns
+    from dystream_ros.apps.graph_run import GraphRun
     from dystream_ros.apps.video import mix, write_mp4
+    from dystream_ros.msg import FaceMotion
+    from dystream_ros.nodes.conversions import stamp_ns
 
     out.mkdir(parents=True, exist_ok=True)
     bag = demo_bag()
-    context = Context()
-    rclpy.init(context=context)
-    listener = rclpy.create_node('dystream_demo_recorder', context=context)
-    images: dict[int, bytes] = {}
-    motions: list[FaceMotion] = []
-    listener.create_subscription(Image, 'face/image', lambda m: images.__setitem__(stamp_ns(m.header.stamp),
-                                                                                      bytes(m.data)),
-                                 qos_profile_sensor_data)
-    listener.create_subscription(FaceMotion, 'face/motion', motions.append, QoSProfile(depth=200))
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(listener)
     log_path = out / 'demo_node.log'
     print(f'[demo] starting dystream_node (log: {log_path})', flush=True)
-    with open(log_path, 'w') as log:
-        node = subprocess.Popen(_node_command(size), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-        try:
-            deadline = time.monotonic() + 120
-            while not motions and time.monotonic() < deadline and node.poll() is None:
-                executor.spin_once(timeout_sec=0.1)
-            if not motions:
-                msg = f'dystream_node did not start: see {log_path}'
-                raise DystreamError(msg)
-            print(f'[demo] replaying {bag} (about a minute)', flush=True)
-            replay = subprocess.Popen([sys.executable, '-m', 'dystream_ros.cli', 'bag', 'replay', str(bag)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
-            while replay.poll() is None:
-                executor.spin_once(timeout_sec=0.05)
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end:
-                executor.spin_once(timeout_sec=0.05)
-        finally:
-            node.send_signal(signal.SIGINT)
-            node.wait(timeout=30)
-            executor.shutdown()
-            listener.destroy_node()
-            rclpy.try_shutdown(context=context)
+    with GraphRun({'image_size': size}, listener='dystream_demo_recorder', log_path=log_path, installed=True) as graph:
+        received_images = graph.subscribe(Image, 'face/image', qos_profile_sensor_data,
+                                          keep=lambda m: (stamp_ns(m.header.stamp), bytes(m.data)))
+        received_motions = graph.subscribe(FaceMotion, 'face/motion', QoSProfile(depth=200))
+        graph.start()
+        print(f'[demo] replaying {bag} (about a minute)', flush=True)
+        graph.replay(bag)
+        time.sleep(1.0)  # the last frames on their way
+    images: dict[int, bytes] = dict(image for _, image in received_images)
+    motions: list[FaceMotion] = [motion for _, motion in received_motions]
 
     self_audio, partner_audio = read_conversation(bag, '/self_audio', '/partner_audio')
     audio = mix(self_audio, partner_audio)
     bag_start_ns = _first_audio_stamp(bag)
-    frames_in_clip = len(audio) // 640
+    frames_in_clip = len(audio) // SAMPLES_PER_FRAME
     # the frames whose audio time lies in the conversation, in order; a frame whose image did not arrive
     # repeats the one before it, so the picture stays in sync with the sound
     by_index = sorted((m for m in motions if bag_start_ns - FRAME_NS // 2 <= stamp_ns(m.header.stamp)),
@@ -110,7 +74,7 @@ def run_demo(out: Path, size: int = 512) -> dict:
                 last = np.frombuffer(data, np.uint8).reshape(size, size, 3)
             yield last
 
-    written = write_mp4(pictures(), out / 'demo.mp4', audio[: len(by_index) * 640])
+    written = write_mp4(pictures(), out / 'demo.mp4', audio[: len(by_index) * SAMPLES_PER_FRAME])
     summary = {
         'latency_p50_ms': round(float(np.percentile(latencies_ms, 50)), 1),
         'latency_p99_ms': round(float(np.percentile(latencies_ms, 99)), 1),
@@ -120,7 +84,7 @@ def run_demo(out: Path, size: int = 512) -> dict:
         'frames_dropped': dropped,
         'images_missing_in_recording': missing,
         'video_frames': written,
-        'node_exit_code': node.returncode,
+        'node_exit_code': graph.returncode,
     }
     (out / 'demo_latency.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary

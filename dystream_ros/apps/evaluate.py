@@ -123,7 +123,7 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
     another, so its figures are the mean over ``seeds`` sampler seeds (the baselines are deterministic)."""
     import torch
 
-    from dystream_ros.model import StreamingGenerator
+    from dystream_ros.runtime.generator import StreamingGenerator
     from dystream_ros.runtime.amplitude import AmplitudeGenerator
 
     torch.set_num_threads(1)

@@ -10,12 +10,17 @@ import itertools
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
 
 from dystream_ros.data.sample import read_any_audio
 from dystream_ros.errors import DataError
+from dystream_ros.runtime.frames import stream_clip
+
+if TYPE_CHECKING:
+    from dystream_ros.runtime.frames import Generator
 from dystream_ros.units import FPS, SAMPLES_PER_FRAME, SAMPLE_RATE_HZ
 
 
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dystream_ros.face.renderers import make_renderer
-    from dystream_ros.model import StreamingGenerator
+    from dystream_ros.runtime.generator import StreamingGenerator
 
     self_audio = read_any_audio(args.self_wav)
     partner_audio = read_any_audio(args.partner) if args.partner else np.zeros_like(self_audio)

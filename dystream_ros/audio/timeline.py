@@ -17,6 +17,15 @@ from dystream_ros.audio.formats import AudioIssue
 from dystream_ros.units import NS_PER_S, SAMPLE_RATE_HZ
 
 
+def crop(audio: np.ndarray, start: int, end: int) -> np.ndarray:
+    """``audio[start:end]`` as a new float32 array, where indices outside ``audio`` read as silence."""
+    out = np.zeros(end - start, np.float32)
+    lo, hi = max(start, 0), min(end, len(audio))
+    if hi > lo:
+        out[lo - start:hi - start] = audio[lo:hi]
+    return out
+
+
 class RateCheck:
     """Whether a stream's audio, read at its declared format, fills the time between its stamps.
 
@@ -116,7 +125,7 @@ class StreamTimeline:
                 issues.append(AudioIssue.GAP)
         elif start + n <= self.written_until and start >= self.consumed_until:
             # an out-of-order chunk filling a hole is fine; one that repeats audio already here is dropped
-            if np.any(self._read_raw(start, start + n)):
+            if np.any(self.read(start, start + n)):
                 return [*issues, AudioIssue.OVERLAP]
         else:
             skip = min(self.written_until, start + n) - start
@@ -156,16 +165,9 @@ class StreamTimeline:
         self._buffer[lo - self._start:end - self._start] = samples[lo - start:]
         self.written_until = max(self.written_until, end)
 
-    def _read_raw(self, start: int, end: int) -> np.ndarray:
-        out = np.zeros(end - start, np.float32)
-        lo, hi = max(start, self._start), min(end, self._start + self.capacity)
-        if hi > lo:
-            out[lo - start:hi - start] = self._buffer[lo - self._start:hi - self._start]
-        return out
-
     def read(self, start: int, end: int) -> np.ndarray:
         """Samples ``[start, end)`` of the engine clock; silence where no audio arrived (or it is too old)."""
-        return self._read_raw(start, end)
+        return crop(self._buffer, start - self._start, end - self._start)
 
     def consume(self, until: int) -> None:
         """Tell the timeline that audio before ``until`` has been used: anything arriving for it later is late."""

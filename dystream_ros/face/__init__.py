@@ -7,12 +7,12 @@ it) imports mediapipe; OpenCV is imported by the modules that draw.
 """
 from __future__ import annotations
 
-from dystream_ros.face.motion import (BLENDSHAPE_NAMES, MOTION_DIM, MOTION_NAMES, POSE_NAMES, MotionStats,
+from dystream_ros.face.motion import (BLENDSHAPE_NAMES, MOTION_DIM, MOTION_NAMES, POSE_NAMES,
                                       get_values, head_quaternion, index_of, motion_frame, neutral_motion,
                                       set_values)
 from dystream_ros.face.renderers import RENDERERS, Renderer, make_renderer
 
 __all__ = [
-    'BLENDSHAPE_NAMES', 'MOTION_DIM', 'MOTION_NAMES', 'POSE_NAMES', 'RENDERERS', 'MotionStats', 'Renderer', 'get_values', 'head_quaternion', 'index_of',
+    'BLENDSHAPE_NAMES', 'MOTION_DIM', 'MOTION_NAMES', 'POSE_NAMES', 'RENDERERS', 'Renderer', 'get_values', 'head_quaternion', 'index_of',
     'make_renderer', 'motion_frame', 'neutral_motion', 'set_values',
 ]

@@ -20,8 +20,6 @@ closes the eye that appears on the right of an unmirrored image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -176,65 +174,3 @@ def pose_from_mediapipe(matrix: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Normalisation statistics.
-
-@dataclass(frozen=True)
-class MotionStats:
-    """Per-dimension mean and standard deviation of motion, for a model's input and output normalisation.
-
-    ``std`` is never below ``min_std`` (see :meth:`from_data`), so dimensions that never move in the data (e.g.
-    ``tongueOut`` from the tracker) normalise to 0 instead of dividing by zero.
-    """
-
-    mean: np.ndarray  # (58,) float32
-    std: np.ndarray  # (58,) float32, > 0
-
-    @classmethod
-    def from_data(cls, motion: np.ndarray, valid: np.ndarray | None = None, min_std: float = 1e-3) -> MotionStats:
-        """Compute the statistics of (T, 58) or (N, T, 58) ``motion`` over frames where ``valid`` is True.
-
-        Args:
-            motion: motion frames; NaN entries are ignored.
-            valid: boolean mask of the frame axes of ``motion`` (all frames when None).
-            min_std: floor for the standard deviation, in each dimension's unit.
-
-        Raises:
-            DataError: if no valid frame is given.
-        """
-        frames = check_motion(np.asarray(motion).reshape(-1, np.asarray(motion).shape[-1]))
-        if valid is not None:
-            frames = frames[np.asarray(valid, bool).reshape(-1)]
-        if frames.shape[0] == 0:
-            msg = 'cannot compute motion statistics from zero valid frames'
-            raise DataError(msg)
-        count = np.sum(np.isfinite(frames), axis=0)
-        mean = np.where(count > 0, np.nansum(frames, axis=0) / np.maximum(count, 1), 0.0)
-        var = np.nansum((frames - mean) ** 2, axis=0) / np.maximum(count, 1)
-        std = np.maximum(np.sqrt(var), min_std)
-        return cls(mean.astype(np.float32), std.astype(np.float32))
-
-    @classmethod
-    def identity(cls) -> MotionStats:
-        """Statistics that leave motion unchanged (mean 0, std 1)."""
-        return cls(np.zeros(MOTION_DIM, np.float32), np.ones(MOTION_DIM, np.float32))
-
-    def normalise(self, motion: np.ndarray) -> np.ndarray:
-        """Return ``(motion - mean) / std``, float32, same shape."""
-        return ((np.asarray(motion, np.float32) - self.mean) / self.std).astype(np.float32)
-
-    def denormalise(self, normalised: np.ndarray) -> np.ndarray:
-        """Return ``normalised * std + mean``, float32, same shape: the inverse of :meth:`normalise`."""
-        return (np.asarray(normalised, np.float32) * self.std + self.mean).astype(np.float32)
-
-    def save(self, path: Path) -> None:
-        """Write the statistics with the motion names to an ``.npz`` file."""
-        np.savez(path, mean=self.mean, std=self.std, names=np.asarray(MOTION_NAMES))
-
-    @classmethod
-    def load(cls, path: Path) -> MotionStats:
-        """Read statistics written by :meth:`save`; raise DataError if they belong to another motion layout."""
-        with np.load(path) as npz:
-            names = tuple(str(n) for n in npz['names'])
-            if names != MOTION_NAMES:
-                msg = f'{path}: motion statistics are for a different layout ({len(names)} dims)'
-                raise DataError(msg)
-            return cls(npz['mean'].astype(np.float32), npz['std'].astype(np.float32))

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from dystream_ros.errors import DataError, StreamError
+from dystream_ros.face.images import check_rgb
 from dystream_ros.face import landmarks as lm
 from dystream_ros.face.motion import BLENDSHAPES, MOTION_DIM, ROTATION, TRANSLATION, index_of, rpy_to_matrix
 from dystream_ros.face.photo_rig import CANTHI_M, VIEW_DISTANCE_M, PhotoRig, build_rig
@@ -114,10 +115,7 @@ class PhotoAvatar:
         from dystream_ros.face.tracker import FaceTracker  # mediapipe: needed only to build the avatar
 
         self.config = config or PhotoConfig()
-        portrait = np.asarray(portrait)
-        if portrait.ndim != 3 or portrait.shape[2] != 3 or portrait.dtype != np.uint8:
-            msg = f'the portrait must be an (H, W, 3) uint8 RGB image, got {portrait.shape} {portrait.dtype}'
-            raise DataError(msg)
+        portrait = check_rgb(portrait, 'portrait')
         with FaceTracker(video=False, max_faces=2) as tracker:
             landmarks = _find_face(tracker, portrait)
             if landmarks is None:

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from dystream_ros.errors import ConfigError, DataError, StreamError
+from dystream_ros.face.images import check_rgb
 from dystream_ros.face.assets import landmarker_model_path
 from dystream_ros.face.motion import BLENDSHAPES, INDEX, POSE, neutral_motion, pose_from_mediapipe
 
@@ -98,15 +99,13 @@ class FaceTracker:
             The largest face, or None when there is none.
 
         Raises:
-            StreamError: on a wrong image shape or dtype, a non-increasing timestamp, or after :meth:`close`.
+            DataError: on a wrong image shape or dtype. StreamError: on a non-increasing timestamp, or after
+                :meth:`close`.
         """
         if self._landmarker is None:
             msg = 'FaceTracker is closed'
             raise StreamError(msg)
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            msg = f'expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}'
-            raise StreamError(msg)
+        rgb = check_rgb(rgb, 'frame')
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         if self.video:
             if timestamp_ms is None or int(timestamp_ms) <= self._last_timestamp_ms:

@@ -23,7 +23,7 @@ from dystream_ros.model.flow_head import FlowHead, Modulation
 from dystream_ros.model.sampler import Guidance, euler_sample, sigma_schedule
 from dystream_ros.model.transformer import KVCache, MotionTransformer, rope_at
 
-MIN_MOTION_STD = 1e-3  # floor of the per-dimension std, in raw units (as face.motion.MotionStats)
+MIN_MOTION_STD = 1e-3  # floor of the per-dimension std, in raw units: dimensions that never move normalise to 0
 CORRUPTION_THRESHOLD = 0.5  # paper code CFG:11: a context frame is replaced by its noisy version with p = 0.5
 END_FRAMES, END_WEIGHT = 5, 3.0  # paper code MAIN:126-142: the last 5 predicted frames weigh 3x in the loss
 ANCHOR_FRAMES = 10  # paper code MAIN:193-197: the training anchor is one of the last 10 frames of the window

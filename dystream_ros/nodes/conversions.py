@@ -14,6 +14,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dystream_ros.audio import AudioFormat
 from dystream_ros.errors import ConfigError
+from dystream_ros.face.images import check_rgb
 from dystream_ros.face.motion import BLENDSHAPE_NAMES, BLENDSHAPES, TRANSLATION, head_quaternion
 from dystream_ros.msg import AudioInfo, FaceMotion
 from dystream_ros.units import FPS, NS_PER_S
@@ -47,9 +48,7 @@ def image_message(rgb: np.ndarray, header: Header) -> Image:
     The pixels go in as one ``bytes`` object: assigning the array itself makes rclpy copy it element by element,
     about 300 times slower for a 512x512 image.
     """
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        msg = f'expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}'
-        raise ValueError(msg)
+    rgb = check_rgb(rgb, 'face image')
     height, width = rgb.shape[:2]
     image = Image(header=header, height=height, width=width, encoding='rgb8',
                   is_bigendian=int(sys.byteorder == 'big'), step=width * 3)

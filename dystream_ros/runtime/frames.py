@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from dystream_ros.audio import crop
 from dystream_ros.errors import StreamError
 from dystream_ros.units import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
@@ -61,15 +62,6 @@ def check_step_audio(generator: Generator, frame: int, audio: np.ndarray, stream
         msg = (f'{stream} audio of frame {frame} must be {expected} float32 samples at {SAMPLE_RATE_HZ} Hz '
                f'(from sample {generator.input_start(frame)}), got {audio.dtype} with shape {audio.shape}')
         raise StreamError(msg)
-
-
-def crop(audio: np.ndarray, start: int, end: int) -> np.ndarray:
-    """``audio[start:end]`` as float32, where indices outside the clip read as silence."""
-    out = np.zeros(end - start, np.float32)
-    lo, hi = max(start, 0), min(end, len(audio))
-    if hi > lo:
-        out[lo - start:hi - start] = audio[lo:hi]
-    return out
 
 
 def check_clip(audio: np.ndarray, stream: str) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
+from dystream_ros.audio import crop
 from dystream_ros.data.sample import Sample, list_samples, read_sample
 from dystream_ros.errors import DataError
 from dystream_ros.model.audio_encoder import encoder_audio_span
@@ -42,20 +43,11 @@ def rest_pose(motion: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return motion[closed].mean(axis=0)
 
 
-def _crop(audio: np.ndarray, start: int, end: int) -> np.ndarray:
-    """audio[start:end], zeros outside the clip."""
-    out = np.zeros(end - start, np.float32)
-    lo, hi = max(start, 0), min(end, audio.shape[0])
-    if hi > lo:
-        out[lo - start:hi - start] = audio[lo:hi]
-    return out
-
-
 def _speed_changed(audio: np.ndarray, source_start: int, length: int, numerator: int) -> np.ndarray:
     """``length`` samples of ``audio`` played ``numerator / SPEED_STEPS`` times as fast, starting at sample
     ``source_start``; zeros outside the clip. Output sample j is the source at ``source_start + j * factor``."""
     margin = RESAMPLE_MARGIN * numerator  # source samples; maps to RESAMPLE_MARGIN * SPEED_STEPS output samples
-    source = _crop(audio, source_start - margin, source_start + -(-length * numerator // SPEED_STEPS) + margin
+    source = crop(audio, source_start - margin, source_start + -(-length * numerator // SPEED_STEPS) + margin
                    + numerator)
     skip = RESAMPLE_MARGIN * SPEED_STEPS
     return resample_poly(source, SPEED_STEPS, numerator)[skip:skip + length].astype(np.float32)
@@ -133,7 +125,7 @@ class WindowDataset:
             numerator = self._speed_numerator(rng, sample, int(first))
             if numerator == SPEED_STEPS:
                 motion.append(sample.motion[first:first + self.window_frames])
-                audio = [_crop(a, offset + start, offset + end) for a in (sample.self_audio, sample.partner_audio)]
+                audio = [crop(a, offset + start, offset + end) for a in (sample.self_audio, sample.partner_audio)]
             else:
                 factor = numerator / SPEED_STEPS
                 motion.append(_frames_at(sample.motion, first + factor * np.arange(self.window_frames)))

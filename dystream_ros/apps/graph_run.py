@@ -1,0 +1,196 @@
+"""dystream_node in its own process next to a ROS graph here: start it, replay a conversation into it, keep what
+it publishes, stop it.
+
+``dystream demo``, the sound-to-picture benchmark (bench/e2e.py) and the node's end-to-end tests all run this one
+sequence, so the demo shows, the benchmark measures and the tests check the same thing: the real node, started as
+a user starts it, fed by ``dystream bag replay`` from a third process. Everything here needs ROS (rclpy); the
+``dystream`` commands that use it import it when they run.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile
+
+from dystream_ros.errors import DystreamError
+from dystream_ros.msg import FaceMotion
+
+NODE_MODULE = 'dystream_ros.nodes.dystream_node'
+READY_TIMEOUT_S = 120.0  # loading the model and warming it up, on a slow shared machine
+STOP_TIMEOUT_S = 30.0
+T = TypeVar('T')
+
+
+class Received(NamedTuple, Generic[T]):
+    """One message kept from a topic, with the time the middleware received it."""
+
+    received_ns: int  # system clock, as the middleware saw it: this process being busy does not delay it
+    value: T  # the message, or what ``keep`` took from it
+
+
+def node_command(parameters: Mapping[str, object], installed: bool = False) -> list[str]:
+    """The command line of dystream_node with ``parameters`` (one ``-p name:=value`` each).
+
+    ``installed``: the installed executable (what ``ros2 run`` starts) where this Python has one; otherwise, and
+    by default, the node's module run by this Python (the checkout's code when run from a checkout).
+    """
+    executable = Path(sys.prefix) / 'lib' / 'dystream_ros' / 'dystream_node'
+    command = [str(executable)] if installed and executable.is_file() else [sys.executable, '-m', NODE_MODULE]
+    return [*command, '--ros-args', *(arg for name, value in parameters.items() for arg in ('-p', f'{name}:={value}'))]
+
+
+def replay_command(bag: Path, restamp: bool = False, loop: bool = False) -> list[str]:
+    """``dystream bag replay`` of ``bag`` at its recorded pace, as its own process."""
+    flags = [*(['--restamp'] if restamp else []), *(['--loop'] if loop else [])]
+    return [sys.executable, '-m', 'dystream_ros.cli', 'bag', 'replay', *flags, str(bag)]
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = STOP_TIMEOUT_S) -> Any:
+    """Send ``sig`` and wait for the process to exit, killing it after ``timeout_s``; return what it printed to a
+    pipe (None where its output went elsewhere)."""
+    process.send_signal(sig)
+    try:
+        return process.communicate(timeout=timeout_s)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0]
+
+
+def close_graph(executor: Any, node: Any, context: Context) -> None:
+    """Shut down this process's side of the graph: its executor, node and context."""
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+class GraphRun:
+    """One run of dystream_node, and a listener node here that keeps what it publishes.
+
+    Subscribe with :meth:`subscribe`, then :meth:`start` (the node is up once it publishes face/motion: idle
+    frames flow before any audio), :meth:`replay` conversations into it, and :meth:`stop` it (also on leaving a
+    ``with`` block). The listener spins in its own thread, so receiving keeps up while the caller waits or
+    measures. The node's output goes to ``log_path`` (a temporary file by default) and is :attr:`output` after
+    the stop.
+    """
+
+    def __init__(self, parameters: Mapping[str, object], *, listener: str = 'dystream_listener',
+                 log_path: Path | None = None, installed: bool = False, cwd: Path | None = None) -> None:
+        self.command = node_command(parameters, installed)
+        self.cwd = cwd
+        self._log_path, self._temporary_log = (log_path, False) if log_path else (None, True)
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(listener, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._first_frame = threading.Event()
+        self.node.create_subscription(FaceMotion, 'face/motion', lambda _: self._first_frame.set(), QoSProfile(depth=1))
+        self.process: subprocess.Popen | None = None
+        self._spinner: threading.Thread | None = None
+        self.output = ''  # what the node printed, once stopped
+
+    def __enter__(self) -> GraphRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def subscribe(self, msg_type: type, topic: str, qos: QoSProfile,
+                  keep: Callable[[Any], T] = lambda message: message) -> list[Received[T]]:
+        """Keep ``keep(message)`` of every message on ``topic``, with its receive time, in the list returned (it
+        fills while the node runs). Subscribe before :meth:`start`, so nothing published at start-up is missed."""
+        received: list[Received[T]] = []
+        self.node.create_subscription(msg_type, topic, lambda message, info: received.append(
+            Received(info['received_timestamp'], keep(message))), qos)
+        return received
+
+    @property
+    def pid(self) -> int:
+        """The node's process id (for /proc), once started."""
+        assert self.process is not None, 'start() first'
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The node's exit status, once stopped."""
+        return None if self.process is None else self.process.returncode
+
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Start the node and the listener; return once the node publishes face/motion.
+
+        Raises DystreamError, naming the node's log, when it exits or stays silent for ``timeout_s``.
+        """
+        if self._log_path is None:
+            handle, name = tempfile.mkstemp(prefix='dystream_node_', suffix='.log')
+            os.close(handle)
+            self._log_path = Path(name)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._log_path, 'w') as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=dict(os.environ), stdout=log,
+                                            stderr=subprocess.STDOUT, text=True)
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        if not self.wait_until(self._first_frame.is_set, timeout_s):
+            where = '' if self._temporary_log else f' (log: {self._log_path})'
+            printed = self._log_path.read_text(errors='replace')[-2000:]
+            msg = f'dystream_node did not start{where}; it printed:\n{printed}'
+            raise DystreamError(msg)
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until ``condition()`` holds (True), ``timeout_s`` passes or the node exits (False then)."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
+                return condition()
+            time.sleep(0.02)
+        return True
+
+    def replay(self, bag: Path, *, restamp: bool = False, loop: bool = False, duration_s: float | None = None,
+               every_s: float = 1.0, tick: Callable[[], None] = lambda: None) -> subprocess.CompletedProcess:
+        """Replay ``bag`` into the node from another process and wait for the replay to end; return how it ended.
+
+        ``restamp``: header stamps moved to the present (stamps are then the wall-clock time of the sound);
+        ``loop``: the bag over and over, until ``duration_s`` (then the replay is stopped with SIGINT). ``tick``
+        runs when the replay starts and every ``every_s`` while it runs (the benchmark samples memory).
+        """
+        command = replay_command(bag, restamp, loop)
+        replay = subprocess.Popen(command, cwd=self.cwd, env=dict(os.environ), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        stop_at = None if duration_s is None else time.monotonic() + duration_s
+        while True:
+            tick()
+            try:  # reading the pipe while waiting, so a talkative replay never blocks on it
+                output = replay.communicate(timeout=every_s)[0]
+                break
+            except subprocess.TimeoutExpired:
+                if stop_at is not None and time.monotonic() > stop_at:
+                    output = stop_process(replay)
+                    break
+        return subprocess.CompletedProcess(command, replay.returncode, output)
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """Stop the node with ``sig`` (killed after ``timeout_s``) and the listener; return the node's exit status.
+        Stopping again does nothing."""
+        if self.process is not None and self.process.returncode is None:
+            stop_process(self.process, sig, timeout_s)
+        if self.context.ok():
+            close_graph(self.executor, self.node, self.context)
+            if self._spinner is not None:
+                self._spinner.join(timeout=10)
+            if self._log_path is not None and self._log_path.exists():
+                self.output = self._log_path.read_text(errors='replace')
+                if self._temporary_log:
+                    self._log_path.unlink()
+        return self.returncode
