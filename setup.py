@@ -17,7 +17,7 @@ def requirements() -> list[str]:
     """Runtime requirements: requirements/python.txt without its comments and test tools."""
     lines = (HERE / 'requirements' / 'python.txt').read_text().splitlines()
     names = [line.split('#')[0].strip() for line in lines]
-    return [name for name in names if name and name not in {'pytest', 'hypothesis'}]
+    return [name for name in names if name and name not in {'pytest', 'hypothesis', 'ruff'}]
 
 
 setup(
@@ -27,7 +27,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=find_packages(include=['dystream_ros', 'dystream_ros.*']),
-    package_data={'dystream_ros': ['assets/*']},
+    package_data={'dystream_ros': ['assets/*', 'py.typed']},
     install_requires=requirements(),
     entry_points={'console_scripts': ['dystream = dystream_ros.cli:main']},
 )

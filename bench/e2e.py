@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 def _recut(bag: Path, chunk_ms: int, out: Path) -> Path:
     """The bag's conversation as ``chunk_ms`` audio messages (a live microphone's period decides how long a frame
     waits for its last sound)."""
-    from dystream_ros.apps.bags import write_conversation_bag
     from dystream_ros.apps.bag_tools import read_conversation
+    from dystream_ros.apps.bags import write_conversation_bag
 
     self_audio, partner_audio = read_conversation(bag, '/self_audio', '/partner_audio')
     write_conversation_bag(out, self_audio, partner_audio, start_ns=1_700_000_000 * NS_PER_S,

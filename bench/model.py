@@ -25,7 +25,7 @@ import torch
 from dystream_ros.model import DyStream, Guidance, ModelConfig
 from dystream_ros.model.dystream import frame_position
 from dystream_ros.model.sampler import BRANCHES, euler_sample, sigma_schedule
-from dystream_ros.model.transformer import rope_at
+from dystream_ros.model.transformer import cache_slot, rope_at
 from dystream_ros.audio import crop
 from dystream_ros.runtime.frames import frame_end
 from dystream_ros.runtime.generator import StreamingGenerator
@@ -143,8 +143,9 @@ def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
         audio, anchor_emb = model.transformer.condition(feat_self[:, None].expand(branches, 1, -1),
                                                         feat_partner[:, None].expand(branches, 1, -1),
                                                         model.normalize(anchor).expand(branches, -1), masks)
-        cond, cache = model.transformer.step(model.normalize(prev)[:, None].expand(branches, 1, -1), audio,
-                                             anchor_emb, cache, rope_at(frame_position(cfg, i), cfg))
+        position = frame_position(cfg, i)
+        cond = model.transformer.step(model.normalize(prev)[:, None].expand(branches, 1, -1), audio, anchor_emb,
+                                      cache, rope_at(position, cfg), cache_slot(position, cfg))
         t2 = time.perf_counter()
         x0 = euler_sample(model.head, cond[:, 0], torch.randn(1, cfg.motion_dim), coefficients, sigmas, time_mods)
         prev = model.denormalize(x0)

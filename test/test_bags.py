@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +14,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-
-from dystream_ros.apps.bags import project_typestore, write_conversation_bag
-from dystream_ros.msg import AudioDataStamped
-from dystream_ros.nodes.conversions import stamp_ns
 from support.messages import TOPICS, sample_messages
 
-NS = 1_000_000_000
+from dystream_ros.apps.bags import project_typestore, write_conversation_bag
+from dystream_ros.apps.graph_run import close_graph, replay_command
+from dystream_ros.msg import AudioDataStamped
+from dystream_ros.nodes.conversions import stamp_ns
+from dystream_ros.units import NS_PER_S, SAMPLE_RATE_HZ
 
 
 @pytest.mark.parametrize('storage', [StoragePlugin.MCAP, StoragePlugin.SQLITE3], ids=['mcap', 'sqlite3'])
@@ -53,8 +52,8 @@ def test_messages_round_trip_through_a_rosbag2_file(tmp_path: Path, storage: Sto
 def test_a_restamped_replay_stamps_each_message_with_the_present_time_of_its_sound(tmp_path: Path) -> None:
     # what the latency benchmark relies on: stamps keep the recorded spacing, and a message arrives just after the
     # end of its own sound, not before
-    audio = np.zeros(3 * 16000, np.float32)
-    write_conversation_bag(tmp_path / 'old', audio, audio, start_ns=1_600_000_000 * NS, chunk_samples=160)
+    audio = np.zeros(3 * SAMPLE_RATE_HZ, np.float32)
+    write_conversation_bag(tmp_path / 'old', audio, audio, start_ns=1_600_000_000 * NS_PER_S, chunk_samples=160)
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node('restamp_probe', context=context)
@@ -63,8 +62,7 @@ def test_a_restamped_replay_stamps_each_message_with_the_present_time_of_its_sou
         (info['received_timestamp'], stamp_ns(m.header.stamp))), QoSProfile(depth=100))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    replay = subprocess.Popen([sys.executable, '-m', 'dystream_ros.cli', 'bag', 'replay', '--restamp',
-                               str(tmp_path / 'old')], env=dict(os.environ))
+    replay = subprocess.Popen(replay_command(tmp_path / 'old', restamp=True), env=dict(os.environ))
     try:
         deadline = time.monotonic() + 60
         while replay.poll() is None and time.monotonic() < deadline:
@@ -72,9 +70,7 @@ def test_a_restamped_replay_stamps_each_message_with_the_present_time_of_its_sou
         executor.spin_once(timeout_sec=0.2)
     finally:
         replay.kill()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        close_graph(executor, node, context)
     assert replay.returncode == 0 and len(got) > 250
     stamps = np.array([stamp for _, stamp in got])
     assert (np.diff(stamps) == 10_000_000).all()  # the recorded spacing

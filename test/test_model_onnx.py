@@ -60,12 +60,12 @@ def test_step_graph_takes_and_returns_the_kv_cache(exported: tuple[DyStream, Pat
     session = ort.InferenceSession(str(folder / 'step.onnx'), providers=['CPUExecutionProvider'])
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    assert inputs == ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', 'rope_cos', 'rope_sin',
+    assert inputs == ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', 'rope_cos', 'rope_sin', 'slot',
                       *cache_names(model.config)]
     assert outputs == ['motion', *cache_names(model.config, '_out')]
     branches = 4  # the anchor-only branch has weight 0 in the stored guidance, so it is left out
-    expected = [branches, model.config.n_head, model.config.context_frames - 1, model.config.head_size]
-    assert session.get_inputs()[7].shape == expected
+    expected = [branches, model.config.n_head, model.config.context_frames, model.config.head_size]
+    assert session.get_inputs()[8].shape == expected
 
 
 def test_onnx_backend_reports_providers_and_reuses_its_export(exported: tuple[DyStream, Path]) -> None:
@@ -88,4 +88,4 @@ def test_export_onnx_command_checks_against_torch(tmp_path: Path, capsys: pytest
     assert report['max_abs_diff_vs_torch'] <= 1e-3
     assert 'CPUExecutionProvider' in report['providers']
     assert sorted(p.name for p in (tmp_path / 'onnx').iterdir()) == [
-        'encoder_partner.onnx', 'encoder_self.onnx', 'meta.json', 'prefix.onnx', 'step.onnx']
+        'encoder_partner.onnx', 'encoder_self.onnx', 'meta.json', 'prefix.onnx', 'silence.safetensors', 'step.onnx']

@@ -11,7 +11,7 @@ from dystream_ros.apps.video import stream_motion
 from dystream_ros.model import DyStream, Guidance, ModelConfig
 from dystream_ros.model.audio_encoder import AudioEncoder, num_final_frames
 from dystream_ros.model.sampler import BRANCHES, sigma_schedule
-from dystream_ros.model.transformer import rope_at
+from dystream_ros.model.transformer import cache_slot, rope_at
 from dystream_ros.audio import crop
 from dystream_ros.runtime.frames import frame_end, stream_clip
 from dystream_ros.runtime.generator import StreamingGenerator
@@ -154,13 +154,13 @@ def test_kv_cache_step_equals_full_sequence_with_banded_mask() -> None:
         audio, anchor_emb = transformer.condition(*feats, anchor, masks)
         full, _ = transformer(motion, audio, anchor_emb)
         start = config.context_frames - 1
-        _, cache = transformer(motion[:, :start], audio[:, :start], anchor_emb)
-        stepped = []
-        for t in range(start, tokens):
-            out, cache = transformer.step(motion[:, t:t + 1], audio[:, t:t + 1], anchor_emb, cache,
-                                          rope_at(t, config))
-            stepped.append(out)
-        assert cache[0][0].shape == (branches, config.n_head, config.context_frames - 1, config.head_size)
+        _, prefix = transformer(motion[:, :start], audio[:, :start], anchor_emb)
+        cache = transformer.ring_cache(prefix)
+        buffers = [t.data_ptr() for kv in cache for t in kv]
+        stepped = [transformer.step(motion[:, t:t + 1], audio[:, t:t + 1], anchor_emb, cache, rope_at(t, config),
+                                    cache_slot(t, config)) for t in range(start, tokens)]
+        assert cache[0][0].shape == (branches, config.n_head, config.context_frames, config.head_size)
+        assert [t.data_ptr() for kv in cache for t in kv] == buffers  # written in place, never reallocated
     torch.testing.assert_close(torch.cat(stepped, 1), full[:, start:], atol=1e-5, rtol=0)
     # Without the band the last token sees more: the banded window is what the cache reproduces.
     with torch.no_grad():

@@ -18,6 +18,8 @@ from dystream_ros.errors import DataError
 from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, STREAMS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from dystream_ros.audio import Decoder, Resampler
 
 
@@ -51,9 +53,9 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
     time of its sound, as a live microphone's is, and sound-to-picture latency is measurable (a message this
     process publishes late arrives late, as a late driver's would).
     """
-    from rclpy.serialization import deserialize_message
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import deserialize_message
 
     from dystream_ros.msg import FaceMotion
     from dystream_ros.nodes.conversions import stamp_ns
@@ -205,8 +207,7 @@ def read_conversation(bag: Path, self_topic: str, partner_topic: str) -> tuple[n
         by_topic = {c.topic: c for c in reader.connections}
         inputs = {topic: _voice_input(reader, by_topic.get(f'{topic}_info'), typestore) for topic in voices
                   if topic in by_topic}
-        # (no connections would read every message in the bag)
-        for connection, bag_ns, raw in reader.messages(connections=[by_topic[t] for t in inputs]) if inputs else ():
+        for connection, bag_ns, raw in _messages(reader, [by_topic[topic] for topic in inputs]):
             msg = typestore.deserialize_cdr(raw, connection.msgtype)
             stamped = hasattr(msg, 'header')
             decoder, resampler = inputs[connection.topic]
@@ -231,12 +232,18 @@ def read_conversation(bag: Path, self_topic: str, partner_topic: str) -> tuple[n
     return self_track, partner_track
 
 
+def _messages(reader: Any, connections: list[Any]) -> Iterable[tuple[Any, int, bytes]]:
+    """The bag's messages on ``connections``, in the order received; none for none (rosbags reads every message
+    for an empty list)."""
+    return reader.messages(connections=connections) if connections else ()
+
+
 def _voice_input(reader: Any, info: Any, typestore: Any) -> tuple[Decoder, Resampler]:
     """The decoder and resampler of a voice in the format its last AudioInfo declares (the default without one)."""
     from dystream_ros.audio import AudioFormat, Decoder, Resampler
 
     audio_format = AudioFormat()
-    for connection, _, raw in reader.messages(connections=[info]) if info else ():
+    for connection, _, raw in _messages(reader, [info] if info else []):
         declared = typestore.deserialize_cdr(raw, connection.msgtype)
         audio_format = AudioFormat(int(declared.sample_rate), int(declared.channels), declared.sample_format)
     return Decoder(audio_format), Resampler(audio_format.sample_rate_hz)
@@ -282,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
         from dystream_ros.data.corpus import conversation
 
         robot, _ = conversation(0, 'heldout', args.seed, args.seconds)
-        count = write_conversation_bag(args.out, robot.self_audio, robot.partner_audio, start_ns=1_700_000_000 * NS_PER_S)
+        count = write_conversation_bag(args.out, robot.self_audio, robot.partner_audio,
+                                       start_ns=1_700_000_000 * NS_PER_S)
         print(f'{args.out}: {count} messages, {robot.num_frames / FPS:.1f} s of conversation')
     elif args.action == 'record':
         counts = record(args.out, args.topics, args.duration, args.storage, args.wait)
@@ -290,9 +298,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from tqdm import tqdm
 
+        from dystream_ros.apps.video import mix, stream_motion, write_mp4
         from dystream_ros.face.renderers import make_renderer
         from dystream_ros.runtime.generator import StreamingGenerator
-        from dystream_ros.apps.video import mix, stream_motion, write_mp4
 
         self_audio, partner_audio = read_conversation(args.bag, args.self_topic, args.partner_topic)
         if not len(self_audio) and not len(partner_audio):
@@ -303,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
             partner_audio, (0, n - len(partner_audio)))
         renderer = make_renderer('photo' if args.avatar else 'stylised', args.size, args.avatar)
         motion = stream_motion(StreamingGenerator(args.model), self_audio, partner_audio)
-        frames = (renderer.render(m) for m in tqdm(motion, total=-(-n // SAMPLES_PER_FRAME), unit='frame', desc='render'))
+        frames = (renderer.render(m) for m in tqdm(motion, total=-(-n // SAMPLES_PER_FRAME), unit='frame',
+                                                   desc='render'))
         count = write_mp4(frames, args.out, mix(self_audio, partner_audio))
         print(f'{args.out}: {count} frames, {count / FPS:.1f} s')
     return 0

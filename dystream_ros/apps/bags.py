@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from dystream_ros.resources import PACKAGE, share_path
+from dystream_ros.units import NS_PER_S, SAMPLE_RATE_HZ
 
 if TYPE_CHECKING:
     from rosbags.typesys.store import Typestore
@@ -38,24 +39,23 @@ def write_conversation_bag(path: Path, self_audio: np.ndarray, partner_audio: np
     the time of their first sample, plus one AudioInfo per voice. Return the number of messages."""
     typestore = project_typestore()
     audio_type, info_type = f'{PACKAGE}/msg/AudioDataStamped', f'{PACKAGE}/msg/AudioInfo'
-    msg_types = typestore.types
-    Header, Time = msg_types['std_msgs/msg/Header'], msg_types['builtin_interfaces/msg/Time']
-    AudioData, AudioDataStamped = msg_types[f'{PACKAGE}/msg/AudioData'], msg_types[audio_type]
-    AudioInfo = msg_types[info_type]
+    classes = typestore.types  # rosbags' message classes, by type name
+    header_class, time_class = classes['std_msgs/msg/Header'], classes['builtin_interfaces/msg/Time']
+    data_class, audio_class, info_class = classes[f'{PACKAGE}/msg/AudioData'], classes[audio_type], classes[info_type]
     count = 0
     with Writer(path, version=9, storage_plugin=storage) as writer:
         for topic, audio in ((self_topic, self_audio), (partner_topic, partner_audio)):
             info = writer.add_connection(f'{topic}_info', info_type, typestore=typestore)
-            writer.write(info, start_ns, typestore.serialize_cdr(AudioInfo(1, 16000, 'S16LE', 256000, 'WAVE'),
-                                                                 info_type))
+            declared = info_class(1, SAMPLE_RATE_HZ, 'S16LE', SAMPLE_RATE_HZ * 16, 'WAVE')  # bitrate: 16-bit mono
+            writer.write(info, start_ns, typestore.serialize_cdr(declared, info_type))
             connection = writer.add_connection(topic, audio_type, typestore=typestore)
             pcm = (np.clip(audio, -1, 1) * 32767).astype('<i2')
             for first in range(0, len(pcm), chunk_samples):
-                stamp_ns = start_ns + first * 1_000_000_000 // 16000
+                stamp_ns = start_ns + first * NS_PER_S // SAMPLE_RATE_HZ
                 chunk = pcm[first:first + chunk_samples]
-                arrival_ns = stamp_ns + len(chunk) * 1_000_000_000 // 16000  # published when captured
-                header = Header(Time(stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000), 'microphone')
-                message = AudioDataStamped(header, AudioData(chunk.view(np.uint8).copy()))
+                arrival_ns = stamp_ns + len(chunk) * NS_PER_S // SAMPLE_RATE_HZ  # published when captured
+                header = header_class(time_class(*divmod(stamp_ns, NS_PER_S)), 'microphone')
+                message = audio_class(header, data_class(chunk.view(np.uint8).copy()))
                 writer.write(connection, arrival_ns, typestore.serialize_cdr(message, audio_type))
                 count += 1
     return count + 2

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-FRAME_SAMPLES = 640  # 40 ms at 16 kHz
+from dystream_ros.units import SAMPLES_PER_FRAME
+
+FRAME_SAMPLES = SAMPLES_PER_FRAME  # 40 ms
 _FLOOR_DB = -80.0  # digital silence
 _ON_DB, _OFF_DB = 12.0, 7.0  # above the noise floor to start / keep speech
 _ABSOLUTE_MIN_DB = -55.0  # nothing quieter than this is speech, whatever the floor

@@ -21,7 +21,7 @@ from dystream_ros.model.audio_encoder import AudioEncoder, num_final_frames
 from dystream_ros.model.config import ModelConfig
 from dystream_ros.model.flow_head import FlowHead, Modulation
 from dystream_ros.model.sampler import Guidance, euler_sample, sigma_schedule
-from dystream_ros.model.transformer import KVCache, MotionTransformer, rope_at
+from dystream_ros.model.transformer import KVCache, MotionTransformer, cache_slot, rope_at
 
 MIN_MOTION_STD = 1e-3  # floor of the per-dimension std, in raw units: dimensions that never move normalise to 0
 CORRUPTION_THRESHOLD = 0.5  # paper code CFG:11: a context frame is replaced by its noisy version with p = 0.5
@@ -126,27 +126,29 @@ class DyStream(nn.Module):
     # frame t - 1, the anchor for t = 0) is context_frames - 1 + t; see frame_position.
     def prefix_cache(self, anchor: torch.Tensor, silence_self: torch.Tensor, silence_partner: torch.Tensor,
                      masks: torch.Tensor) -> KVCache:
-        """KV cache of the ``context_frames - 1`` start tokens: anchor motion with silent audio.
+        """The KV ring buffers after the ``context_frames - 1`` start tokens: anchor motion with silent audio.
 
         Args:
             anchor: raw anchor motion (1, motion_dim).
             silence_self, silence_partner: silent encoder features (1, audio_dim) (``AudioEncoder.silence``).
             masks: CFG branch masks (nb, 1, 3).
         """
-        branches, tokens = masks.shape[0], self.config.context_frames - 1
-        if tokens == 0:
-            return self.transformer.empty_cache(branches)
+        cfg = self.config
+        branches, tokens = masks.shape[0], cfg.context_frames - 1
+        if tokens == 0:  # a window of one token: nothing comes before the first
+            shape = (branches, cfg.n_head, 0, cfg.head_size)
+            return self.transformer.ring_cache([(anchor.new_zeros(shape), anchor.new_zeros(shape))] * cfg.n_layer)
         anchor_n = self.normalize(anchor).expand(branches, -1)  # (nb, D)
         audio, anchor_emb = self.transformer.condition(
             silence_self[:, None].expand(branches, tokens, -1), silence_partner[:, None].expand(branches, tokens, -1),
             anchor_n, masks)
         _, cache = self.transformer(anchor_n[:, None].expand(-1, tokens, -1), audio, anchor_emb)
-        return cache
+        return self.transformer.ring_cache(cache)
 
     def step(self, prev_motion: torch.Tensor, feat_self: torch.Tensor, feat_partner: torch.Tensor,
              anchor: torch.Tensor, noise: torch.Tensor, masks: torch.Tensor, coefficients: torch.Tensor,
-             cache: KVCache, rope: tuple[torch.Tensor, torch.Tensor], sigmas: list[float],
-             time_mods: list[Modulation] | None = None) -> tuple[torch.Tensor, KVCache]:
+             cache: KVCache, rope: tuple[torch.Tensor, torch.Tensor], slot: torch.Tensor, sigmas: list[float],
+             time_mods: list[Modulation] | None = None) -> torch.Tensor:
         """Generate frame t from frame t-1 and frame t's audio features; one transformer token per CFG branch.
 
         Args:
@@ -155,22 +157,23 @@ class DyStream(nn.Module):
             anchor: raw anchor motion (1, motion_dim).
             noise: standard normal (1, motion_dim), the sampler's start.
             masks: (nb, 1, 3) and coefficients (nb, 1) from :class:`Guidance`.
-            cache: per layer (k, v) (nb, n_head, context_frames - 1, head_size).
-            rope: cos and sin (1, head_size) of the token's position, ``rope_at(frame_position(t), config)``.
+            cache: per layer (k, v) ring buffers (nb, n_head, context_frames, head_size), updated in place.
+            rope: cos and sin (1, head_size) of the token's position, ``rope_at(frame_position(t), config)``;
+                slot: its ``cache_slot``.
             sigmas: :func:`sigma_schedule` output.
             time_mods: the head's time modulations per sigma, to skip recomputing them (see ``euler_sample``).
 
         Returns:
-            Raw motion of frame t (1, motion_dim) and the next cache.
+            Raw motion of frame t (1, motion_dim).
         """
         branches = masks.shape[0]
         audio, anchor_emb = self.transformer.condition(
             feat_self[:, None].expand(branches, 1, -1), feat_partner[:, None].expand(branches, 1, -1),
             self.normalize(anchor).expand(branches, -1), masks)  # (nb, 1, C) each
         tokens = self.normalize(prev_motion)[:, None].expand(branches, 1, -1)  # (nb, 1, D)
-        cond, cache = self.transformer.step(tokens, audio, anchor_emb, cache, rope)  # (nb, 1, C)
+        cond = self.transformer.step(tokens, audio, anchor_emb, cache, rope, slot)  # (nb, 1, C)
         x0 = euler_sample(self.head, cond[:, 0], noise, coefficients, sigmas, time_mods)  # (1, D)
-        return self.denormalize(x0), cache
+        return self.denormalize(x0)
 
     @torch.no_grad()
     def generate(self, self_audio: torch.Tensor, partner_audio: torch.Tensor, anchor: torch.Tensor,
@@ -205,8 +208,9 @@ class DyStream(nn.Module):
         prev = anchor
         for t in range(frames):
             noise = torch.randn(1, cfg.motion_dim, generator=generator).to(device)
-            rope = tuple(r.to(device) for r in rope_at(frame_position(cfg, t), cfg))
-            prev, cache = self.step(prev, feat_self[:, t], feat_partner[:, t], anchor, noise, masks, coefficients,
-                                    cache, rope, sigmas)
+            position = frame_position(cfg, t)
+            rope = tuple(r.to(device) for r in rope_at(position, cfg))
+            prev = self.step(prev, feat_self[:, t], feat_partner[:, t], anchor, noise, masks, coefficients, cache,
+                             rope, cache_slot(position, cfg).to(device), sigmas)
             out[t] = prev[0]
         return out

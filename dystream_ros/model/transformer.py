@@ -13,7 +13,9 @@ Deliberate differences from the paper code, all for an exact KV cache:
   causal mask of ``context_frames`` (sliding-window attention, Mistral style). Scores depend only on relative
   positions, so cached keys stay valid: each frame costs one token. Keys are cached already rotated at their
   absolute stream position; the cos/sin of a position are computed in float64 (:func:`rope_at`), so a key
-  rotated at position 10^7 is as exact as one at position 3 and endless streams do not drift.
+  rotated at position 10^7 is as exact as one at position 3 and endless streams do not drift. The cache of each
+  layer is a ring buffer of ``context_frames`` slots, allocated once: the token at position ``p`` is written in
+  place into slot ``p % context_frames`` (:func:`cache_slot`), over the one that just left the window.
 * **Anchor.** The paper code cross-attends to a single anchor token. With one key the softmax weight is 1, so that
   cross-attention is exactly ``out_proj(v_proj(anchor))``, a per-block linear of the embedded anchor; we add that
   term directly (``Block.anchor_linear``).
@@ -31,7 +33,7 @@ from torch import nn
 
 from dystream_ros.model.config import ModelConfig
 
-KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v), each (B, n_head, context_frames - 1, head_size)
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v) ring buffers, each (B, n_head, context_frames, hs)
 
 
 def rope_tables(first_position: int, num_positions: int, head_size: int, base: float,
@@ -57,6 +59,11 @@ def rope_at(position: int, config: ModelConfig) -> tuple[torch.Tensor, torch.Ten
     angles = position * _inv_freq(config.head_size, config.rope_base)
     angles = np.concatenate([angles, angles])[None]  # (1, hs)
     return torch.from_numpy(np.cos(angles).astype(np.float32)), torch.from_numpy(np.sin(angles).astype(np.float32))
+
+
+def cache_slot(position: int, config: ModelConfig) -> torch.Tensor:
+    """The ring-buffer slot (1,) int64 of the token at ``position``."""
+    return torch.tensor([position % config.context_frames])
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -105,16 +112,17 @@ class SlidingWindowAttention(nn.Module):
         return self._merge(y), k, v
 
     def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
-             v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One new token x (B, 1, C) at the position of tables (1, hs), after W-1 cached (rotated) ones.
+             v_cache: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """One new token x (B, 1, C) at the position of tables (1, hs); returns y (B, 1, C).
 
-        Returns y and the next cache: the oldest token dropped, the new one appended.
+        The token's k and v are written into ``slot`` of the ring buffers (B, nh, W, hs), which then hold exactly
+        the window: the new token and the W - 1 before it (attention does not depend on their order).
         """
         q, k, v = self._split(x)
-        k = torch.cat([k_cache, apply_rope(k, cos, sin)], dim=2)  # (B, nh, W, hs), oldest first
-        v = torch.cat([v_cache, v], dim=2)
-        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), k, v)  # the window is the whole cache: no mask
-        return self._merge(y), k[:, :, 1:], v[:, :, 1:]
+        k_cache.index_copy_(2, slot, apply_rope(k, cos, sin))
+        v_cache.index_copy_(2, slot, v)
+        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), k_cache, v_cache)  # the whole window: no mask
+        return self._merge(y)
 
 
 class MLP(nn.Module):
@@ -150,12 +158,11 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x)), k, v
 
     def step(self, x: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, cos: torch.Tensor,
-             sin: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One token x, audio (B, 1, C), anchor (B, 1, C); returns x and the next cache."""
-        y, k, v = self.attn.step(self.ln_1(x), cos, sin, k_cache, v_cache)
+             sin: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """One token x, audio (B, 1, C), anchor (B, 1, C); returns x, the token written into the cache."""
+        y = self.attn.step(self.ln_1(x), cos, sin, k_cache, v_cache, slot)
         x = x + y + self.audio_linear(audio) + self.anchor_linear(anchor)
-        return x + self.mlp(self.ln_2(x)), k, v
+        return x + self.mlp(self.ln_2(x))
 
 
 class MotionTransformer(nn.Module):
@@ -214,22 +221,24 @@ class MotionTransformer(nn.Module):
         return self.ln_f(x), cache
 
     def step(self, motion: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, cache: KVCache,
-             rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache]:
-        """One token: motion (B, 1, motion_dim) normalised, audio (B, 1, C), anchor (B, 1, C).
+             rope: tuple[torch.Tensor, torch.Tensor], slot: torch.Tensor) -> torch.Tensor:
+        """One token: motion (B, 1, motion_dim) normalised, audio (B, 1, C), anchor (B, 1, C); returns (B, 1, C).
 
-        ``cache`` holds the W-1 previous tokens of every layer, oldest first; ``rope`` is :func:`rope_at` of the
-        token's position (one more than the newest cached token's). Returns (B, 1, C) and the next cache.
+        ``cache`` holds the W - 1 previous tokens of every layer and is updated in place; ``rope`` is
+        :func:`rope_at` of the token's position (one more than the newest cached token's), ``slot`` its
+        :func:`cache_slot`.
         """
         x = self.motion_embed(motion)  # (B, 1, C)
         cos, sin = rope
-        next_cache: KVCache = []
         for block, (k_cache, v_cache) in zip(self.blocks, cache):
-            x, k, v = block.step(x, audio, anchor, cos, sin, k_cache, v_cache)
-            next_cache.append((k, v))
-        return self.ln_f(x), next_cache
+            x = block.step(x, audio, anchor, cos, sin, k_cache, v_cache, slot)
+        return self.ln_f(x)
 
-    def empty_cache(self, batch_size: int) -> KVCache:
-        """A cache with no tokens, for ``context_frames == 1``."""
-        ref = self.ln_f.weight
-        shape = (batch_size, self.config.n_head, 0, self.config.head_size)
-        return [(ref.new_zeros(shape), ref.new_zeros(shape)) for _ in self.blocks]
+    def ring_cache(self, cache: KVCache) -> KVCache:
+        """Ring buffers of ``context_frames`` slots holding ``cache``'s W - 1 tokens in slots 0 .. W - 2."""
+        ring: KVCache = []
+        for k, v in cache:
+            batch, heads, tokens, size = k.shape
+            slots = (batch, heads, self.config.context_frames, size)
+            ring.append(tuple(torch.cat([t, t.new_zeros(slots)[:, :, tokens:]], dim=2) for t in (k, v)))
+        return ring

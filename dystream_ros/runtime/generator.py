@@ -28,7 +28,7 @@ from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.model.checkpoint import load_default_model, load_model
 from dystream_ros.model.dystream import DyStream, frame_position
 from dystream_ros.model.sampler import Guidance, sigma_schedule
-from dystream_ros.model.transformer import rope_at
+from dystream_ros.model.transformer import KVCache, cache_slot, rope_at
 from dystream_ros.runtime.frames import MotionFrame, check_clip, check_step_audio, stream_clip
 from dystream_ros.runtime.onnx_backend import OnnxBackend
 from dystream_ros.units import SAMPLES_PER_FRAME, STREAMS
@@ -68,6 +68,7 @@ class TorchBackend:
             # The time modulations depend only on the fixed sigmas: computed once, not per frame.
             self.time_mods = [model.head.time_modulation(torch.full((1,), s, device=self.device))
                               for s in self.sigmas[:-1]]
+        self._prefix: tuple[bytes, KVCache] | None = None
 
     def encoder_start(self, stream: str) -> torch.Tensor:
         """Encoder state after endless silence."""
@@ -78,20 +79,25 @@ class TorchBackend:
         with torch.inference_mode():
             return self.encoders[stream].step(torch.from_numpy(window)[None].to(self.device), state)
 
-    def prefix(self, anchor: np.ndarray) -> Any:
-        """KV cache of the start tokens (anchor motion, silent audio)."""
+    def prefix(self, anchor: np.ndarray) -> KVCache:
+        """KV cache of the start tokens (anchor motion, silent audio): a fresh copy, since ``step`` writes into it."""
+        key = anchor.tobytes()
         with torch.inference_mode():
-            return self.model.prefix_cache(self._tensor(anchor), self.silence['self'][1],
-                                           self.silence['partner'][1], self.masks)
+            if self._prefix is None or self._prefix[0] != key:  # depends only on the anchor: computed once
+                self._prefix = (key, self.model.prefix_cache(self._tensor(anchor), self.silence['self'][1],
+                                                             self.silence['partner'][1], self.masks))
+            return [(k.clone(), v.clone()) for k, v in self._prefix[1]]
 
     def step(self, prev: np.ndarray, feat_self: torch.Tensor, feat_partner: torch.Tensor, anchor: np.ndarray,
-             noise: np.ndarray, cache: Any, position: int) -> tuple[np.ndarray, Any]:
-        """Generate one frame: raw motion (motion_dim,) float32 and the next cache; ``position`` of its token."""
+             noise: np.ndarray, cache: KVCache, position: int) -> tuple[np.ndarray, KVCache]:
+        """Generate one frame: raw motion (motion_dim,) float32 and the cache (written in place); ``position`` of
+        its token."""
+        config = self.model.config
         with torch.inference_mode():
-            rope = tuple(r.to(self.device) for r in rope_at(position, self.model.config))
-            motion, cache = self.model.step(self._tensor(prev), feat_self, feat_partner, self._tensor(anchor),
-                                            self._tensor(noise), self.masks, self.coefficients, cache, rope,
-                                            self.sigmas, self.time_mods)
+            rope = tuple(r.to(self.device) for r in rope_at(position, config))
+            motion = self.model.step(self._tensor(prev), feat_self, feat_partner, self._tensor(anchor),
+                                     self._tensor(noise), self.masks, self.coefficients, cache, rope,
+                                     cache_slot(position, config).to(self.device), self.sigmas, self.time_mods)
         return motion[0].cpu().numpy(), cache
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -155,7 +161,6 @@ class StreamingGenerator:
             msg = f"backend must be 'torch' or 'onnx', got {backend!r}"
             raise ConfigError(msg)
         self._anchor = self._check_anchor(anchor)
-        self._prefix_cache: tuple[bytes, Any] | None = None
         self.state = self._new_state(0)
         self.stage_ms: dict[str, float] = {}  # where the last step spent its time (see step)
 
@@ -250,11 +255,9 @@ class StreamingGenerator:
 
     # --- internals ---
     def _new_state(self, first_frame: int) -> GeneratorState:
-        key = self._anchor.tobytes()
-        if self._prefix_cache is None or self._prefix_cache[0] != key:  # depends only on the anchor: reuse it
-            self._prefix_cache = (key, self.backend.prefix(self._anchor))
         return GeneratorState(first_frame, first_frame, {name: self.backend.encoder_start(name) for name in STREAMS},
-                              self._prefix_cache[1], self._anchor.copy(), torch.Generator().manual_seed(self.seed))
+                              self.backend.prefix(self._anchor), self._anchor.copy(),
+                              torch.Generator().manual_seed(self.seed))
 
     def _encode(self, name: str, audio: np.ndarray) -> Any:
         """Run the encoder frames whose windows tile ``audio`` (one hop apart); the feature of the last."""

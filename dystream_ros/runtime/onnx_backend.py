@@ -7,10 +7,10 @@ the session), and the encoders' silent start (``silence.safetensors``, from :met
 * ``encoder_self.onnx``, ``encoder_partner.onnx``: one 40 ms encoder frame, ``(window (1, 880), state) ->
   (feature (1, audio_dim), state)``; the log-mel front-end is a Conv with fixed DFT weights.
 * ``prefix.onnx``: the start-of-stream KV cache from the anchor and the silent features.
-* ``step.onnx``: one generated frame: the transformer token of every CFG branch with its per-layer KV cache
-  (``k_0, v_0, ...`` in, ``k_0_out, v_0_out, ...`` out) and the whole Euler/CFG sampling. The start noise and
-  the RoPE cos/sin of the token's position are inputs: the caller computes the angles in float64, and torch and
-  ONNX Runtime can be compared exactly. The CFG branches, their coefficients and the sigma
+* ``step.onnx``: one generated frame: the transformer token of every CFG branch with its per-layer KV ring buffers
+  (``k_0, v_0, ...`` in, ``k_0_out, v_0_out, ...`` out, the new token written into ``slot``) and the whole Euler/CFG
+  sampling. The start noise and the RoPE cos/sin of the token's position are inputs: the caller computes the angles
+  in float64, and torch and ONNX Runtime can be compared exactly. The CFG branches, their coefficients and the sigma
   schedule are constants of the export (``meta.json`` records them); another setting exports again.
 
 The backend asks ONNX Runtime for TensorRT, then CUDA, then CPU, keeping those that are available, and reports
@@ -38,7 +38,7 @@ from dystream_ros.errors import CheckpointError
 from dystream_ros.model.config import ModelConfig
 from dystream_ros.model.dystream import DyStream, frame_position
 from dystream_ros.model.sampler import Guidance, sigma_schedule
-from dystream_ros.model.transformer import rope_at
+from dystream_ros.model.transformer import cache_slot, rope_at
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -87,11 +87,11 @@ class GeneratorStep(nn.Module):
 
     def forward(self, prev: torch.Tensor, feat_self: torch.Tensor, feat_partner: torch.Tensor,
                 anchor: torch.Tensor, noise: torch.Tensor, rope_cos: torch.Tensor, rope_sin: torch.Tensor,
-                cache: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+                slot: torch.Tensor, cache: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         pairs = [(cache[2 * i], cache[2 * i + 1]) for i in range(len(cache) // 2)]
-        motion, pairs = self.model.step(prev, feat_self, feat_partner, anchor, noise, self.masks, self.coefficients,
-                                        pairs, (rope_cos, rope_sin), self.sigmas)
-        return (motion, *(t for kv in pairs for t in kv))
+        motion = self.model.step(prev, feat_self, feat_partner, anchor, noise, self.masks, self.coefficients, pairs,
+                                 (rope_cos, rope_sin), slot, self.sigmas)
+        return (motion, *cache)  # the exporter turns the in-place cache writes into these outputs
 
 
 def cache_names(config: ModelConfig, suffix: str = '') -> list[str]:
@@ -163,9 +163,10 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
     rope_cos, rope_sin = rope_at(frame_position(cfg, 0), cfg)
     _export(GeneratorStep(model, guidance, steps),
             (anchor.clone(), silence_self.clone(), silence_partner.clone(), anchor.clone(),
-             torch.zeros(1, cfg.motion_dim), rope_cos, rope_sin, [t.clone() for t in flat]),
+             torch.zeros(1, cfg.motion_dim), rope_cos, rope_sin, cache_slot(frame_position(cfg, 0), cfg),
+             [t.clone() for t in flat]),
             folder / 'step.onnx', ['prev', 'feat_self', 'feat_partner', 'anchor', 'noise', 'rope_cos', 'rope_sin',
-                                   *cache_names(cfg)],
+                                   'slot', *cache_names(cfg)],
             ['motion', *cache_names(cfg, '_out')])
     meta = {'version': EXPORT_VERSION, 'key': export_key(model, guidance, steps), 'config': cfg.to_dict(),
             'steps': steps, 'branches': list(guidance.names), 'coefficients': list(guidance.coefficients)}
@@ -239,7 +240,7 @@ class OnnxBackend:
         rope_cos, rope_sin = (r.numpy() for r in rope_at(position, self.config))  # float64 angles, then float32
         feeds = {'prev': prev.reshape(1, -1), 'feat_self': feat_self, 'feat_partner': feat_partner,
                  'anchor': anchor.reshape(1, -1), 'noise': noise, 'rope_cos': rope_cos, 'rope_sin': rope_sin,
-                 **dict(zip(self._cache_in, cache))}
+                 'slot': cache_slot(position, self.config).numpy(), **dict(zip(self._cache_in, cache))}
         motion, *cache = self.sessions['step'].run(None, feeds)
         return motion[0], cache
 
