@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dystream_ros.audio import crop
 from dystream_ros.model import DyStream, Guidance, ModelConfig
 from dystream_ros.model.dystream import frame_position
 from dystream_ros.model.sampler import BRANCHES, euler_sample, sigma_schedule
 from dystream_ros.model.transformer import cache_slot, rope_at
-from dystream_ros.audio import crop
 from dystream_ros.runtime.frames import frame_end
 from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.units import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
@@ -92,6 +92,7 @@ class RecomputeBaseline:
 
     @torch.inference_mode()
     def frame(self, own: np.ndarray, partner: np.ndarray) -> torch.Tensor:
+        """One frame the paper-code way; the same encoder steps as ours."""
         model, cfg = self.model, self.cfg
         t0 = time.perf_counter()
         feat_self, self.encoder_state['self'] = model.self_encoder.step(torch.from_numpy(own)[None],

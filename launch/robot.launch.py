@@ -2,11 +2,12 @@
 
 `ros2 launch dystream_ros robot.launch.py tts_audio:=/tts/audio microphone:=ReSpeaker`
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

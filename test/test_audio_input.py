@@ -94,7 +94,8 @@ def _feed(timeline: StreamTimeline, audio: np.ndarray, stamp0_ns: int, arrival0_
     for i in range(0, len(audio), chunk):
         offset_ns = i * NS // 16000
         stamp = stamp0_ns + offset_ns + int(rng.integers(-jitter_ns, jitter_ns + 1))
-        issues += timeline.write(stamp, audio[i:i + chunk], arrival0_ns + offset_ns + len(audio[i:i + chunk]) * NS // 16000)
+        chunk_ns = len(audio[i:i + chunk]) * NS // 16000
+        issues += timeline.write(stamp, audio[i:i + chunk], arrival0_ns + offset_ns + chunk_ns)
     return issues
 
 

@@ -36,7 +36,8 @@ def _run_live(engine: FaceEngine, streams: dict[str, np.ndarray], seconds: float
     outputs = []
     for now in range(0, int(seconds * NS), 5 * MS):
         for name, audio in streams.items():
-            while sent[name] + chunk <= len(audio) and (sent[name] + chunk) * NS // SAMPLE_RATE_HZ + delay_ns.get(name, 0) <= now:
+            while (sent[name] + chunk <= len(audio)
+                   and (sent[name] + chunk) * NS // SAMPLE_RATE_HZ + delay_ns.get(name, 0) <= now):
                 stamp = stamp0_ns + sent[name] * NS // SAMPLE_RATE_HZ
                 engine.push(name, _s16(audio[sent[name]:sent[name] + chunk]), stamp, now)
                 sent[name] += chunk

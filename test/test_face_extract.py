@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from dystream_ros.cli import main as dystream
+from dystream_ros.data.extract import TrackedVideo, read_audio_track, resample_motion
 from dystream_ros.data.sample import read_sample
 from dystream_ros.errors import DataError
-from dystream_ros.data.extract import TrackedVideo, read_audio_track, resample_motion
 from dystream_ros.face.motion import MOTION_DIM, MOTION_NAMES, TRANSLATION, get_values
 from dystream_ros.units import FPS, SAMPLES_PER_FRAME
 

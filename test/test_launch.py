@@ -15,12 +15,12 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 from rosbags.rosbag2 import Reader
+from support.launch_runner import load, processes
+from test_audio_capture import _virtual_microphone
 
 from dystream_ros.apps.bags import write_conversation_bag
 from dystream_ros.data.corpus import conversation
 from dystream_ros.msg import FaceMotion
-from support.launch_runner import load, processes
-from test_audio_capture import _virtual_microphone
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / 'launch'

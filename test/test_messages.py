@@ -11,7 +11,6 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-
 from support.messages import TOPICS, sample_messages
 
 TEST_DIR = Path(__file__).parent

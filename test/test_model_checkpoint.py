@@ -9,9 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from dystream_ros.errors import CheckpointError
-from dystream_ros.model import DyStream, ModelConfig, load_model, save_model
+from dystream_ros.model import DyStream, ModelConfig, checkpoint, load_model, save_model
 from dystream_ros.runtime.generator import StreamingGenerator
-from dystream_ros.model import checkpoint
 
 
 def small_model(seed: int = 0) -> DyStream:

@@ -11,8 +11,8 @@ import torch
 
 from dystream_ros.cli import main
 from dystream_ros.model import DyStream, ModelConfig, save_model
-from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.runtime.frames import stream_clip
+from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.runtime.onnx_backend import OnnxBackend, cache_names
 
 RATE = 16000

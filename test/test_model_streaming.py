@@ -1,18 +1,17 @@
-"""DyStream streaming: causality with lookahead, stepping equals offline, restarts, the step contract, exact KV cache."""
+"""DyStream streaming: causality with lookahead, stepping equals offline, restarts, the step contract, the KV cache."""
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
 import torch
 
-from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.apps.video import stream_motion
+from dystream_ros.audio import crop
+from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.model import DyStream, Guidance, ModelConfig
 from dystream_ros.model.audio_encoder import AudioEncoder, num_final_frames
 from dystream_ros.model.sampler import BRANCHES, sigma_schedule
 from dystream_ros.model.transformer import cache_slot, rope_at
-from dystream_ros.audio import crop
 from dystream_ros.runtime.frames import frame_end, stream_clip
 from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.units import SAMPLE_RATE_HZ as RATE

@@ -15,12 +15,12 @@ from dystream_ros.cli import main
 from dystream_ros.data.sample import Sample, write_sample
 from dystream_ros.errors import ConfigError, DataError
 from dystream_ros.model import DyStream, ModelConfig, load_model
-from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.model.audio_encoder import encoder_audio_span
 from dystream_ros.model.checkpoint import read_tensors
+from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.training.dataset import WindowDataset
 from dystream_ros.training.train import TrainConfig, train
-from dystream_ros.units import SAMPLES_PER_FRAME, SAMPLE_RATE_HZ
+from dystream_ros.units import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = tuple(f'dim{i}' for i in range(58))

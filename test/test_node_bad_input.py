@@ -16,10 +16,10 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Header
+from support.graph import stop_node_and_graph
 
 from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
 from dystream_ros.nodes.conversions import time_message
-from support.graph import stop_node_and_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = 1_000_000_000

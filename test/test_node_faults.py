@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import select
-from contextlib import contextmanager
-from typing import Callable, Iterator
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np

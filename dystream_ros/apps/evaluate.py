@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from dystream_ros.apps.video import stream_motion
 from dystream_ros.data import metrics
 from dystream_ros.data.corpus import conversation
 from dystream_ros.data.real_speech import real_clips
 from dystream_ros.data.tts import voice_family
 from dystream_ros.face.motion import get_values
 from dystream_ros.model.config import GUIDANCE_WEIGHTS
-from dystream_ros.apps.video import stream_motion
 
 HELDOUT_SEED = 1000  # held-out conversations: voices and texts of the 'heldout' split, a seed training never used
 VALIDATION_SEED = 2000  # the same voices and texts, other conversations: for choosing settings, not for reporting
@@ -123,8 +123,8 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
     another, so its figures are the mean over ``seeds`` sampler seeds (the baselines are deterministic)."""
     import torch
 
-    from dystream_ros.runtime.generator import StreamingGenerator
     from dystream_ros.runtime.amplitude import AmplitudeGenerator
+    from dystream_ros.runtime.generator import StreamingGenerator
 
     torch.set_num_threads(1)
     systems = {'model': StreamingGenerator(model, backend=backend, seed=0, **(guidance or {})),
@@ -206,7 +206,8 @@ def plot(report: dict[str, Any], traces: dict[str, Any], folder: Path) -> list[P
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     fig, axes = plt.subplots(1, 5, figsize=(19, 3.4))
-    for ax, key, target in zip(axes[:4], ['lipsync_corr', 'silence_closed', 'listening_nod_ratio', 'lipsync_lag_frames'],
+    keys = ['lipsync_corr', 'silence_closed', 'listening_nod_ratio', 'lipsync_lag_frames']
+    for ax, key, target in zip(axes[:4], keys,
                                [(0.75, 0.6), (0.9, 0.9), (2.0, None), (1, None)]):
         labels, values = [], []
         for set_name in ('heldout_tts', 'real_speech'):

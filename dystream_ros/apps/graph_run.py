@@ -57,7 +57,7 @@ def replay_command(bag: Path, restamp: bool = False, loop: bool = False) -> list
     return [sys.executable, '-m', 'dystream_ros.cli', 'bag', 'replay', *flags, str(bag)]
 
 
-def stop_process(process: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = STOP_TIMEOUT_S) -> Any:
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = STOP_TIMEOUT_S) -> str | None:
     """Send ``sig`` and wait for the process to exit, killing it after ``timeout_s``; return what it printed to a
     pipe (None where its output went elsewhere)."""
     process.send_signal(sig)

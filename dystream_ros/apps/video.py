@@ -21,7 +21,7 @@ from dystream_ros.runtime.frames import stream_clip
 
 if TYPE_CHECKING:
     from dystream_ros.runtime.frames import Generator
-from dystream_ros.units import FPS, SAMPLES_PER_FRAME, SAMPLE_RATE_HZ
+from dystream_ros.units import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: Path, audio: np.ndarray | None = None, fps: int = FPS) -> int:

@@ -84,7 +84,7 @@ class StreamTimeline:
 
     @property
     def offset_ns(self) -> int | None:
-        """engine time - stamp, once the first chunk has fixed it."""
+        """Engine time - stamp, once the first chunk has fixed it."""
         return self._offset_ns
 
     def write(self, stamp_ns: int, samples: np.ndarray, arrival_ns: int,

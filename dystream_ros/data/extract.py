@@ -14,16 +14,16 @@ import argparse
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from dystream_ros.data.sample import Sample, write_sample
 from dystream_ros.errors import DataError
 from dystream_ros.face.motion import MOTION_DIM, MOTION_NAMES, TRANSLATION
-from dystream_ros.units import FPS, SAMPLES_PER_FRAME, SAMPLE_RATE_HZ
+from dystream_ros.units import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 MIN_SHORT_SIDE_PX = 432  # smaller frames are upscaled: the face detector misses small faces (QCIF needs ~3x)
 DEFAULT_MAX_GAP_S = 0.4  # face drop-outs up to this long are interpolated; longer ones are marked invalid

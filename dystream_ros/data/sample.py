@@ -24,7 +24,6 @@ from dystream_ros.errors import DataError
 from dystream_ros.units import FPS, SAMPLE_RATE_HZ
 
 
-
 @dataclass
 class Sample:
     """A sample in memory. Audio is float32 in [-1, 1]; ``partner_audio`` is zeros when the file is absent."""

@@ -18,9 +18,8 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
-from dystream_ros.units import SAMPLE_RATE_HZ
 from dystream_ros.errors import DataError
-
+from dystream_ros.units import SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True)

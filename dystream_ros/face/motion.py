@@ -20,7 +20,7 @@ closes the eye that appears on the right of an unmirrored image.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

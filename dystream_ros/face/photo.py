@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from dystream_ros.errors import DataError, StreamError
-from dystream_ros.face.images import check_rgb
 from dystream_ros.face import landmarks as lm
+from dystream_ros.face.images import check_rgb
 from dystream_ros.face.motion import BLENDSHAPES, MOTION_DIM, ROTATION, TRANSLATION, index_of, rpy_to_matrix
 from dystream_ros.face.photo_rig import CANTHI_M, VIEW_DISTANCE_M, PhotoRig, build_rig
 

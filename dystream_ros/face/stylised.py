@@ -134,7 +134,7 @@ class StylisedFace:
         narrow = 0.45 * w['mouthPucker'] + 0.3 * w['mouthFunnel']
         half = {}
         corner_y = {}
-        for side, sign in (('Left', 1.0), ('Right', -1.0)):
+        for side in ('Left', 'Right'):
             half[side] = 0.3 * (1.0 + 0.22 * w[f'mouthSmile{side}'] + 0.2 * w[f'mouthStretch{side}']
                                 + 0.08 * w[f'mouthDimple{side}'] - narrow - 0.1 * w['cheekPuff'])
             corner_y[side] = (-0.1 * w[f'mouthSmile{side}'] + 0.09 * w[f'mouthFrown{side}']

@@ -6,16 +6,16 @@ transformation matrix per face; :class:`FaceTracker` keeps the largest face and 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Sequence
 
 import numpy as np
 
 from dystream_ros.errors import ConfigError, DataError, StreamError
-from dystream_ros.face.images import check_rgb
 from dystream_ros.face.assets import landmarker_model_path
+from dystream_ros.face.images import check_rgb
 from dystream_ros.face.motion import BLENDSHAPES, INDEX, POSE, neutral_motion, pose_from_mediapipe
 
 

@@ -65,6 +65,7 @@ class LogMel(nn.Module):
         self.register_buffer('mel_basis', torch.tensor(basis, dtype=torch.float32), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, S) audio -> (B, hops, n_mels) log-mel."""
         spec = F.conv1d(audio[:, None, :], self.dft_kernel, stride=self.hop)  # (B, 2F, H)
         real, imag = spec.chunk(2, dim=1)  # (B, F, H) each
         power = (real * real + imag * imag).transpose(1, 2)  # (B, H, F)
@@ -84,6 +85,7 @@ class CausalConvBlock(nn.Module):
         self.fc = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Whole sequence x (B, T, C), zero conv inputs before it."""
         h = self.ln(x).transpose(1, 2)  # (B, C, T)
         h = F.pad(h, (self.context, 0))  # (B, C, context + T): zeros left, nothing right
         h = self.conv(h).transpose(1, 2)  # (B, T, C)

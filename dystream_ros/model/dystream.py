@@ -63,12 +63,15 @@ class DyStream(nn.Module):
         return self.motion_rest if self.config.anchor == 'rest' else self.motion_mean
 
     def normalize(self, motion: torch.Tensor) -> torch.Tensor:
+        """Raw motion -> the model's normalised units."""
         return (motion - self.motion_mean) / self.motion_std
 
     def denormalize(self, motion: torch.Tensor) -> torch.Tensor:
+        """Normalised motion -> raw units."""
         return motion * self.motion_std + self.motion_mean
 
     def num_parameters(self) -> int:
+        """Parameters, buffers excluded."""
         return sum(p.numel() for p in self.parameters())
 
     # --- training ---

@@ -42,6 +42,7 @@ class TimeEmbedding(nn.Module):
         self.linear_2 = nn.Linear(config.head_width, config.head_width)
 
     def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Noise level (B,) -> time embedding (B, head_width)."""
         return self.linear_2(F.silu(self.linear_1(timestep_features(1000.0 * sigma, self.freq_dim))))
 
 
@@ -54,6 +55,7 @@ class HeadMLP(nn.Module):
         self.fc2 = nn.Linear(config.head_mlp_ratio * config.head_width, config.head_width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Position-wise MLP."""
         return self.fc2(F.gelu(self.fc1(x)))
 
 
@@ -79,6 +81,7 @@ class HeadBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, time_mod: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                 cond_mod: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """One AdaLN block: time-modulated, then condition-modulated MLP, each gated and residual."""
         shift, scale, gate = time_mod
         h = h + gate * self.mlp1(self.norm(h) * scale + shift)
         shift, scale, gate = cond_mod
@@ -121,4 +124,5 @@ class FlowHead(nn.Module):
         return self.output_proj(self.output_norm(h))
 
     def forward(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Predicted x0 (B, motion_dim) of noisy motion x_t at noise level sigma, given the condition."""
         return self.denoise(x_t, self.time_modulation(sigma), self.cond_modulation(cond))

@@ -38,7 +38,7 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v) ring buffe
 
 def rope_tables(first_position: int, num_positions: int, head_size: int, base: float,
                 device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (T, head_size) of positions first .. first+T-1 for rotate-half RoPE, computed in float64."""
+    """Cos and sin (T, head_size) of positions first .. first+T-1 for rotate-half RoPE, computed in float64."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
     positions = torch.arange(first_position, first_position + num_positions, dtype=torch.float64)
     angles = positions[:, None] * inv_freq  # (T, hs/2)
@@ -52,7 +52,7 @@ def _inv_freq(head_size: int, base: float) -> np.ndarray:
 
 
 def rope_at(position: int, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (1, head_size) of one absolute position, for :meth:`MotionTransformer.step`.
+    """Cos and sin (1, head_size) of one absolute position, for :meth:`MotionTransformer.step`.
 
     The same float64 arithmetic as :func:`rope_tables`, in numpy: it runs once per generated frame.
     """
@@ -135,6 +135,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Position-wise MLP."""
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
 
 

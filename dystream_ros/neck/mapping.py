@@ -20,8 +20,8 @@ a positive tilt looks up, while a positive head pitch looks down.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

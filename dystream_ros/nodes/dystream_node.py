@@ -32,8 +32,17 @@ from dystream_ros.audio import AudioIssue
 from dystream_ros.errors import DystreamError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
 from dystream_ros.nodes import parameters
-from dystream_ros.nodes.conversions import (audio_format_of, diagnostic_values, face_diagnostics, face_motion_message,
-                                            image_message, neck_message, pose_message, stamp_ns, time_message)
+from dystream_ros.nodes.conversions import (
+    audio_format_of,
+    diagnostic_values,
+    face_diagnostics,
+    face_motion_message,
+    image_message,
+    neck_message,
+    pose_message,
+    stamp_ns,
+    time_message,
+)
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
 from dystream_ros.units import STREAMS
 

@@ -94,7 +94,8 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'neck_smoothing_s': (0.12, 'time constant of the low-pass on the neck targets', (0.0, 2.0)),
     'autostart': (True, 'configure and activate on start (set false to drive the lifecycle yourself)', None),
 }
-READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size', 'self_audio_type',
+READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size',
+             'self_audio_type',
              'partner_audio_type', 'audio_reliability', 'neck_output', 'neck_joint_names', 'autostart'}
 
 

@@ -110,8 +110,8 @@ class _Voice:
         resampled = self.resampler.process(samples)
         if len(resampled):
             # the stamp of the first output sample: its time in the input, less the resampling filter's delay
-            first_ns = stamp_ns + round((outputs_before / SAMPLE_RATE_HZ - self.resampler.delay_s - inputs_before / rate)
-                                        * NS_PER_S)
+            first_ns = stamp_ns + round((outputs_before / SAMPLE_RATE_HZ - self.resampler.delay_s
+                                         - inputs_before / rate) * NS_PER_S)
             issues += self.timeline.write(first_ns, resampled, arrival_ns, shared_offset_ns)
             self.arrivals.append((self.timeline.written_until, arrival_ns))
         for issue in issues:

@@ -46,8 +46,8 @@ class Backend(Protocol):
     def encoder_start(self, stream: str) -> Any: ...  # noqa: D102 (documented on TorchBackend)
     def encode(self, stream: str, window: np.ndarray, state: Any) -> tuple[Any, Any]: ...  # noqa: D102
     def prefix(self, anchor: np.ndarray) -> Any: ...  # noqa: D102
-    def step(self, prev: np.ndarray, feat_self: Any, feat_partner: Any, anchor: np.ndarray, noise: np.ndarray,
-             cache: Any, position: int) -> tuple[np.ndarray, Any]: ...  # noqa: D102
+    def step(self, prev: np.ndarray, feat_self: Any, feat_partner: Any, anchor: np.ndarray,  # noqa: D102
+             noise: np.ndarray, cache: Any, position: int) -> tuple[np.ndarray, Any]: ...
 
 
 class TorchBackend:
@@ -172,6 +172,7 @@ class StreamingGenerator:
 
     @property
     def motion_dim(self) -> int:
+        """Motion dimensions per frame (58)."""
         return self.config.motion_dim
 
     @property
@@ -209,7 +210,8 @@ class StreamingGenerator:
         """
         state, cfg = self.state, self.config
         if frame != state.next_frame:
-            msg = f'step({frame}) out of order: the stream started at frame {state.first_frame} is at {state.next_frame}'
+            msg = (f'step({frame}) out of order: the stream started at frame {state.first_frame} is at '
+                   f'{state.next_frame}')
             raise StreamError(msg)
         started = time.perf_counter()
         silent_until = state.first_frame * SAMPLES_PER_FRAME - self.input_start(frame)

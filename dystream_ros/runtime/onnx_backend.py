@@ -58,6 +58,7 @@ class EncoderStep(nn.Module):
         self.encoder = encoder
 
     def forward(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoder frame of one voice."""
         return self.encoder.step(window, state)
 
 
@@ -71,6 +72,7 @@ class PrefixStep(nn.Module):
 
     def forward(self, anchor: torch.Tensor, silence_self: torch.Tensor, silence_partner: torch.Tensor
                 ) -> tuple[torch.Tensor, ...]:
+        """The start-of-stream cache, flat."""
         cache = self.model.prefix_cache(anchor, silence_self, silence_partner, self.masks)
         return tuple(t for kv in cache for t in kv)  # k_0, v_0, k_1, ...
 
@@ -88,6 +90,7 @@ class GeneratorStep(nn.Module):
     def forward(self, prev: torch.Tensor, feat_self: torch.Tensor, feat_partner: torch.Tensor,
                 anchor: torch.Tensor, noise: torch.Tensor, rope_cos: torch.Tensor, rope_sin: torch.Tensor,
                 slot: torch.Tensor, cache: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """One frame and the updated cache, flat."""
         pairs = [(cache[2 * i], cache[2 * i + 1]) for i in range(len(cache) // 2)]
         motion = self.model.step(prev, feat_self, feat_partner, anchor, noise, self.masks, self.coefficients, pairs,
                                  (rope_cos, rope_sin), slot, self.sigmas)

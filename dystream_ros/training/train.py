@@ -40,8 +40,8 @@ from torch.nn.parallel import DistributedDataParallel
 from dystream_ros.errors import CheckpointError, ConfigError
 from dystream_ros.model.checkpoint import check_state_dict, config_from_metadata, read_tensors, save_model, save_tensors
 from dystream_ros.model.config import GUIDANCE_WEIGHTS, ModelConfig
-from dystream_ros.training.dataset import WindowDataset
 from dystream_ros.model.dystream import DyStream
+from dystream_ros.training.dataset import WindowDataset
 
 MODEL_FILE, STATE_FILE, CONFIG_FILE, LOG_FILE = 'model.safetensors', 'train_state.safetensors', 'config.json', \
     'train_log.jsonl'
@@ -91,6 +91,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        """Move the average towards the model's current weights."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for name, p in model.named_parameters():
