@@ -12,7 +12,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,11 @@ from dystream_ros.data.real_speech import real_clips
 from dystream_ros.data.tts import voice_family
 from dystream_ros.face.motion import get_values
 from dystream_ros.model.config import GUIDANCE_WEIGHTS
+from dystream_ros.runtime.amplitude import AmplitudeGenerator
+from dystream_ros.runtime.generator import StreamingGenerator
+
+if TYPE_CHECKING:
+    from dystream_ros.runtime.frames import Generator
 
 HELDOUT_SEED = 1000  # held-out conversations: voices and texts of the 'heldout' split, a seed training never used
 VALIDATION_SEED = 2000  # the same voices and texts, other conversations: for choosing settings, not for reporting
@@ -67,8 +72,15 @@ def real_speech_clips() -> list[Clip]:
     return out
 
 
-def _generate(generator: Any, clip: Clip, online: bool = True, seed: int = 0) -> np.ndarray:
-    generator.reset(seed=seed)
+def _seeded(generator: Generator, seed: int) -> Generator:
+    """The generator with its sampler seeded (the baselines are deterministic and have none)."""
+    if isinstance(generator, StreamingGenerator):
+        generator.seed = seed
+    return generator
+
+
+def _generate(generator: Generator, clip: Clip, online: bool = True, seed: int = 0) -> np.ndarray:
+    _seeded(generator, seed)
     if online:
         motion = np.stack(list(stream_motion(generator, clip.self_audio, clip.partner_audio)))
     else:
@@ -123,8 +135,6 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
     another, so its figures are the mean over ``seeds`` sampler seeds (the baselines are deterministic)."""
     import torch
 
-    from dystream_ros.runtime.amplitude import AmplitudeGenerator
-    from dystream_ros.runtime.generator import StreamingGenerator
 
     torch.set_num_threads(1)
     systems = {'model': StreamingGenerator(model, backend=backend, seed=0, **(guidance or {})),
@@ -190,8 +200,7 @@ def _drift(systems: dict[str, Any], minutes: float) -> dict[str, float]:
     teacher = np.concatenate([p.motion for p in pieces])[: len(self_audio) // 640]
     out = {'teacher': round(metrics.statistics_drift(teacher, window), 3)}
     for name, generator in systems.items():
-        generator.reset(seed=0)
-        motion = np.stack(list(stream_motion(generator, self_audio, partner_audio)))
+        motion = np.stack(list(stream_motion(_seeded(generator, 0), self_audio, partner_audio)))
         out[name] = round(metrics.statistics_drift(motion, window), 3)
     return out
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.face.motion import motion_frame
-from dystream_ros.neck import MIN_DT_S, NeckConfig, NeckJoint, NeckMapper
+from dystream_ros.neck.mapping import MIN_DT_S, NeckConfig, NeckJoint, NeckMapper
 
 wild = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-4.0, 4.0), st.just(0.0))
 wild_dt = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(1e-4, 0.1), st.just(0.0),
