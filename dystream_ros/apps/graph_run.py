@@ -130,7 +130,7 @@ class GraphRun:
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Start the node and the listener; return once the node publishes face/motion.
 
-        Raises DystreamError, naming the node's log, when it exits or stays silent for ``timeout_s``.
+        Raises DystreamError, with the end of what the node printed, when it exits or stays silent for ``timeout_s``.
         """
         if self._log_path is None:
             handle, name = tempfile.mkstemp(prefix='dystream_node_', suffix='.log')

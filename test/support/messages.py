@@ -7,6 +7,7 @@ from geometry_msgs.msg import Quaternion, Vector3
 from std_msgs.msg import Header
 
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
+from dystream_ros.units import SAMPLE_RATE_HZ
 
 # topic -> message type, in the order the tests publish them
 TOPICS = {
@@ -25,7 +26,7 @@ def sample_messages() -> dict[str, object]:
     return {
         'self_audio': AudioDataStamped(header=Header(stamp=stamp, frame_id='robot_voice'), audio=AudioData(data=pcm)),
         'partner_audio': AudioData(data=pcm[::-1]),
-        'audio_info': AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE', bitrate=256000,
+        'audio_info': AudioInfo(channels=1, sample_rate=SAMPLE_RATE_HZ, sample_format='S16LE', bitrate=256000,
                                 coding_format='WAVE'),
         'face/motion': FaceMotion(
             header=Header(stamp=stamp, frame_id='avatar_head'),
