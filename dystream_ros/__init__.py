@@ -1,7 +1,9 @@
 """dystream_ros: a live talking face for social robots, driven by DyStream (arXiv 2512.24408).
 
-Data flows one way: audio messages -> audio buffers -> encoder -> generator -> motion -> renderer / neck ->
-messages. Only ``dystream_ros.nodes`` imports rclpy; everything else runs and is tested in plain Python.
+Data flows one way: audio messages -> one timeline per voice -> encoder -> generator -> motion -> renderer / neck
+-> messages. Only the nodes (and the ``dystream`` commands that drive a ROS graph: bag tools, demo, the node
+harness) import rclpy; everything below the nodes runs and is tested in plain Python. README.md, Layout, names the
+rooms and which may import which.
 """
 from __future__ import annotations
 

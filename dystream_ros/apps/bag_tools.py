@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dystream_ros.errors import DataError
-from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, STREAMS
+from dystream_ros.units import FPS, NS_PER_S, SAMPLES_PER_FRAME
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from dystream_ros.audio import Decoder, Resampler
+    from dystream_ros.audio import AudioFormat
 
 
 def message_class(type_name: str) -> Any:
@@ -191,45 +191,38 @@ def read_conversation(bag: Path, self_topic: str, partner_topic: str) -> tuple[n
     """The two voices of a recorded conversation as 16 kHz mono tracks on one time axis (the earliest sound of
     either is sample 0); a missing topic is an empty track.
 
-    Each voice is placed as dystream_node places what it hears, on a StreamTimeline fed in the order the bag
-    received the messages, with their receive times: by its stamps, both voices on one clock where their stamps
-    agree, with stamp jitter closed, repeated audio dropped and a jump in the stamps (a publisher restarting)
-    continued after the newest audio. An unstamped message is taken to end when it was received, as the node
-    takes it.
+    Each voice goes through the node's own intake (:class:`~dystream_ros.audio.VoiceInput`), fed in the order the
+    bag received the messages, with their receive times: placed by its stamps, both voices on one clock where their
+    stamps agree, stamp jitter closed, repeated audio dropped, a jump in the stamps (a publisher restarting)
+    continued after the newest audio, an unstamped message taken to end when it was received.
     """
     from dystream_ros.apps.bags import project_typestore
-    from dystream_ros.audio import StreamTimeline
+    from dystream_ros.audio import VoiceInput
 
     typestore = project_typestore()
-    voices = dict(zip((self_topic, partner_topic), STREAMS))
-    chunks: list[tuple[str, int, np.ndarray, int]] = []  # (voice, stamp, 16 kHz audio, receive time), as received
+    messages: list[tuple[str, int | None, bytes, int]] = []  # (topic, stamp, bytes, receive time), as received
     with _open_reader(bag) as reader:
         by_topic = {c.topic: c for c in reader.connections}
-        inputs = {topic: _voice_input(reader, by_topic.get(f'{topic}_info'), typestore) for topic in voices
-                  if topic in by_topic}
-        for connection, bag_ns, raw in _messages(reader, [by_topic[topic] for topic in inputs]):
+        formats = {topic: _declared_format(reader, by_topic.get(f'{topic}_info'), typestore)
+                   for topic in (self_topic, partner_topic) if topic in by_topic}
+        for connection, bag_ns, raw in _messages(reader, [by_topic[topic] for topic in formats]):
             msg = typestore.deserialize_cdr(raw, connection.msgtype)
-            stamped = hasattr(msg, 'header')
-            decoder, resampler = inputs[connection.topic]
-            samples = decoder.decode((msg.audio.data if stamped else msg.data).tobytes())[0]
-            stamp = (msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec if stamped
-                     else bag_ns - len(samples) * NS_PER_S // decoder.format.sample_rate_hz)
-            chunks.append((voices[connection.topic], stamp, resampler.process(samples), bag_ns))
-    received_s = (chunks[-1][3] - chunks[0][3]) / NS_PER_S if chunks else 0.0
-    audio_s = sum(len(audio) for _, _, audio, _ in chunks) / SAMPLE_RATE_HZ
-    # sample 0 at the receive clock's epoch; room for the whole conversation, even where it arrived faster than
-    # real time (it is placed by its stamps)
-    timelines = {name: StreamTimeline(0, received_s + audio_s + 1.0) for name in STREAMS}
-    first: dict[str, int] = {}  # where each voice's first placed audio begins
-    for name, stamp, audio, arrival in chunks:
-        timeline, other = timelines[name], timelines['partner' if name == 'self' else 'self']
-        timeline.write(stamp, audio, arrival, other.offset_ns)
-        if name not in first and timeline.written_until:
-            first[name] = timeline.written_until - len(audio)
-    origin = min(first.values(), default=0)
-    self_track, partner_track = (timelines[name].read(origin, timelines[name].written_until) if name in first
-                                 else np.zeros(0, np.float32) for name in STREAMS)
-    return self_track, partner_track
+            stamp = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec if hasattr(msg, 'header') else 0
+            data = (msg.audio.data if hasattr(msg, 'header') else msg.data).tobytes()
+            messages.append((connection.topic, stamp or None, data, bag_ns))
+    # room for the whole conversation, even where it arrived faster than real time (it is placed by its stamps)
+    received_s = (messages[-1][3] - messages[0][3]) / NS_PER_S if messages else 0.0
+    audio_s = sum(len(data) / (formats[topic].frame_bytes * formats[topic].sample_rate_hz)
+                  for topic, _, data, _ in messages)
+    voices = {topic: VoiceInput(audio_format, 0, received_s + audio_s + 1.0) for topic, audio_format in formats.items()}
+    for topic, stamp, data, arrival in messages:
+        other = next((voice for name, voice in voices.items() if name != topic), None)
+        voices[topic].push(data, stamp, arrival, other.timeline.offset_ns if other else None)
+    starts = [voice.timeline.written_from for voice in voices.values() if voice.timeline.written_from is not None]
+    origin = min(starts, default=0)
+    return tuple(voices[topic].timeline.read(origin, voices[topic].timeline.written_until)
+                 if topic in voices and voices[topic].timeline.written_from is not None else np.zeros(0, np.float32)
+                 for topic in (self_topic, partner_topic))
 
 
 def _messages(reader: Any, connections: list[Any]) -> Iterable[tuple[Any, int, bytes]]:
@@ -238,15 +231,15 @@ def _messages(reader: Any, connections: list[Any]) -> Iterable[tuple[Any, int, b
     return reader.messages(connections=connections) if connections else ()
 
 
-def _voice_input(reader: Any, info: Any, typestore: Any) -> tuple[Decoder, Resampler]:
-    """The decoder and resampler of a voice in the format its last AudioInfo declares (the default without one)."""
-    from dystream_ros.audio import AudioFormat, Decoder, Resampler
+def _declared_format(reader: Any, info: Any, typestore: Any) -> AudioFormat:
+    """The format a voice's last AudioInfo declares (the default without one)."""
+    from dystream_ros.audio import AudioFormat
 
     audio_format = AudioFormat()
     for connection, _, raw in _messages(reader, [info] if info else []):
         declared = typestore.deserialize_cdr(raw, connection.msgtype)
         audio_format = AudioFormat(int(declared.sample_rate), int(declared.channels), declared.sample_format)
-    return Decoder(audio_format), Resampler(audio_format.sample_rate_hz)
+    return audio_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

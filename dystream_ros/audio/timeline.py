@@ -72,6 +72,7 @@ class StreamTimeline:
         self._buffer = np.zeros(self.capacity, np.float32)
         self._start = 0  # engine sample index of _buffer[0]
         self.written_until = 0  # end (exclusive) of the newest audio written
+        self.written_from: int | None = None  # start of the earliest audio written
         self.consumed_until = 0  # the engine has generated frames from everything before this index
         self.last_arrival_ns: int | None = None
         self._offset_ns: int | None = None  # engine time = stamp + offset
@@ -164,6 +165,7 @@ class StreamTimeline:
         lo = max(start, self._start)
         self._buffer[lo - self._start:end - self._start] = samples[lo - start:]
         self.written_until = max(self.written_until, end)
+        self.written_from = start if self.written_from is None else min(self.written_from, start)
 
     def read(self, start: int, end: int) -> np.ndarray:
         """Samples ``[start, end)`` of the engine clock; silence where no audio arrived (or it is too old)."""

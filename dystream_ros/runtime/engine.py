@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from dystream_ros.audio import AudioFormat, AudioIssue, Decoder, Resampler, StreamTimeline
+from dystream_ros.audio import AudioFormat, AudioIssue, VoiceInput
 from dystream_ros.audio.vad import VoiceActivity
 from dystream_ros.face.motion import BLENDSHAPES
 from dystream_ros.runtime.frames import Generator, frame_end, lookahead_samples, stream_clip
@@ -81,52 +80,6 @@ class FrameOutput:
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
-class _Voice:
-    """One input stream: decoder -> resampler -> timeline, plus its voice activity and what went wrong."""
-
-    def __init__(self, audio_format: AudioFormat, epoch_ns: int, config: EngineConfig) -> None:
-        self.decoder = Decoder(audio_format)
-        self.resampler = Resampler(audio_format.sample_rate_hz)
-        self.timeline = StreamTimeline(epoch_ns, capacity_s=config.buffer_s)
-        self.vad = VoiceActivity()
-        self.issues: Counter[AudioIssue] = Counter()
-        self.arrivals: deque[tuple[int, int]] = deque(maxlen=512)  # (written_until after a write, arrival_ns)
-        self.messages = 0
-
-    def set_format(self, audio_format: AudioFormat) -> list[AudioIssue]:
-        issues = self.decoder.set_format(audio_format)
-        if issues:
-            self.resampler = Resampler(audio_format.sample_rate_hz)
-        return issues
-
-    def push(self, data: bytes, stamp_ns: int | None, arrival_ns: int,
-             shared_offset_ns: int | None) -> list[AudioIssue]:
-        self.messages += 1
-        rate = self.decoder.format.sample_rate_hz
-        samples, issues = self.decoder.decode(data)
-        if stamp_ns is None:  # plain AudioData: assume the chunk was captured just before it arrived
-            stamp_ns = arrival_ns - len(samples) * NS_PER_S // rate
-        inputs_before, outputs_before = self.resampler.inputs_seen, self.resampler.outputs_made
-        resampled = self.resampler.process(samples)
-        if len(resampled):
-            # the stamp of the first output sample: its time in the input, less the resampling filter's delay
-            first_ns = stamp_ns + round((outputs_before / SAMPLE_RATE_HZ - self.resampler.delay_s
-                                         - inputs_before / rate) * NS_PER_S)
-            issues += self.timeline.write(first_ns, resampled, arrival_ns, shared_offset_ns)
-            self.arrivals.append((self.timeline.written_until, arrival_ns))
-        for issue in issues:
-            self.issues[issue] += 1
-        return issues
-
-    def active(self, now_ns: int, inactive_after_ns: int) -> bool:
-        last = self.timeline.last_arrival_ns
-        return last is not None and now_ns - last <= inactive_after_ns
-
-    def arrival_of(self, sample_index: int) -> int | None:
-        """When the audio up to ``sample_index`` arrived, if it has."""
-        return next((arrival for written, arrival in self.arrivals if written >= sample_index), None)
-
-
 @dataclass(frozen=True)
 class VoiceStatus:
     """What the node reports of one voice."""
@@ -176,8 +129,9 @@ class FaceEngine:
     def reset(self, start_ns: int) -> None:
         """Start over at ``start_ns``: empty timelines (in the formats given at construction), frame 0 next."""
         self.epoch_ns = int(start_ns)
-        self.voices = {name: _Voice(self._formats.get(name, AudioFormat()), self.epoch_ns, self.config)
+        self.voices = {name: VoiceInput(self._formats.get(name, AudioFormat()), self.epoch_ns, self.config.buffer_s)
                        for name in STREAMS}
+        self.activity = {name: VoiceActivity() for name in STREAMS}
         self.next_frame = 0
         self.frames_dropped = 0
         self.renders_dropped = 0
@@ -221,7 +175,7 @@ class FaceEngine:
 
     def status(self) -> EngineStatus:
         """The figures the node reports."""
-        voices = {name: VoiceStatus(voice.decoder.format, voice.timeline.rate_check.ratio,
+        voices = {name: VoiceStatus(voice.audio_format, voice.timeline.rate_check.ratio,
                                     {issue.name: count for issue, count in voice.issues.items()})
                   for name, voice in self.voices.items()}
         return EngineStatus(type(self.generator).__name__, list(self.generator.providers),
@@ -258,7 +212,8 @@ class FaceEngine:
         for name, voice in self.voices.items():
             samples = voice.timeline.read(span_start, need)  # the one read of this frame's audio
             voice.timeline.consume(need)
-            activity[name] = voice.vad.update(samples[start - span_start:start - span_start + SAMPLES_PER_FRAME])
+            own = samples[start - span_start:start - span_start + SAMPLES_PER_FRAME]  # the frame's own 40 ms
+            activity[name] = self.activity[name].update(own)
             audio[name] = samples[first - span_start:]
         started = time.perf_counter()
         motion = self._clipped(self.generator.step(frame, audio['self'], audio['partner']).motion)
