@@ -31,18 +31,7 @@ from trajectory_msgs.msg import JointTrajectory
 from dystream_ros.audio import AudioIssue
 from dystream_ros.errors import DystreamError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
-from dystream_ros.nodes import parameters
-from dystream_ros.nodes.conversions import (
-    audio_format_of,
-    diagnostic_values,
-    face_diagnostics,
-    face_motion_message,
-    image_message,
-    neck_message,
-    pose_message,
-    stamp_ns,
-    time_message,
-)
+from dystream_ros.nodes import conversions, parameters
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
 from dystream_ros.units import STREAMS
 
@@ -153,7 +142,7 @@ class DystreamNode(LifecycleNode):
         now = self._now_ns()
         self._messages[stream] += 1
         data = msg.audio.data if stamped else msg.data
-        stamp = stamp_ns(msg.header.stamp) if stamped else 0
+        stamp = conversions.stamp_ns(msg.header.stamp) if stamped else 0
         try:
             self._report(stream, self._engine.push(stream, bytes(data), stamp or None, now))
             self._publish(self._engine.poll(now))
@@ -162,7 +151,7 @@ class DystreamNode(LifecycleNode):
 
     def _on_audio_info(self, stream: str, msg: AudioInfo) -> None:
         try:
-            audio_format = audio_format_of(msg)
+            audio_format = conversions.audio_format_of(msg)
         except DystreamError as exc:
             self.get_logger().error(f'{stream}_audio_info rejected, keeping the previous format: {exc}')
             return
@@ -190,15 +179,15 @@ class DystreamNode(LifecycleNode):
             return
         for output in outputs:
             started = time.perf_counter()
-            header = Header(stamp=time_message(output.stamp_ns), frame_id=self._settings.frame_id)
+            header = Header(stamp=conversions.time_message(output.stamp_ns), frame_id=self._settings.frame_id)
             if output.image is not None:
-                self._outputs['image'].publish(image_message(output.image, header))
-            self._outputs['pose'].publish(pose_message(output, header))
+                self._outputs['image'].publish(conversions.image_message(output.image, header))
+            self._outputs['pose'].publish(conversions.pose_message(output, header))
             if output.neck is not None and 'neck' in self._outputs:
-                self._outputs['neck'].publish(neck_message(output, header, self._settings.neck_output,
+                self._outputs['neck'].publish(conversions.neck_message(output, header, self._settings.neck_output,
                                                            self._now_ns()))
             latency_ns = max(self._now_ns() - output.completed_ns, 0)
-            self._outputs['motion'].publish(face_motion_message(output, header, latency_ns))
+            self._outputs['motion'].publish(conversions.face_motion_message(output, header, latency_ns))
             self._latencies_ms.append(latency_ns / 1e6)
             self.frames_published += 1
             for stage, ms in (*output.stage_ms.items(), ('publish', (time.perf_counter() - started) * 1e3)):
@@ -208,11 +197,11 @@ class DystreamNode(LifecycleNode):
         status = self._engine.status()
         values = {**{f'{stream}_audio_messages_per_s': count for stream, count in self._messages.items()},
                   'frames_published': self.frames_published,
-                  **diagnostic_values(status, self._latencies_ms, self._stage_ms)}
+                  **conversions.diagnostic_values(status, self._latencies_ms, self._stage_ms)}
         self._messages = dict.fromkeys(STREAMS, 0)
         unrendered, self._renders_dropped_before = (status.renders_dropped - self._renders_dropped_before,
                                                     status.renders_dropped)
-        diagnostics = face_diagnostics(f'{self.get_name()}: face', status, unrendered, values)
+        diagnostics = conversions.face_diagnostics(f'{self.get_name()}: face', status, unrendered, values)
         if unrendered:
             self.get_logger().warning(diagnostics.message, throttle_duration_sec=LOG_EVERY_S)
         array = DiagnosticArray(status=[diagnostics])
