@@ -24,7 +24,7 @@ import numpy as np
 from dystream_ros.audio import AudioFormat, AudioIssue, VoiceInput
 from dystream_ros.audio.vad import VoiceActivity
 from dystream_ros.face.motion import BLENDSHAPES
-from dystream_ros.runtime.frames import Generator, frame_end, lookahead_samples, stream_clip
+from dystream_ros.runtime.frames import Generator, frame_end, stream_clip
 from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, STREAMS
 
 if TYPE_CHECKING:
@@ -120,7 +120,6 @@ class FaceEngine:
         self.neck = neck
         self.config = config or EngineConfig()
         self._formats = dict(formats or {})
-        self._lookahead_samples = lookahead_samples(generator)
         self._inactive_ns = int(self.config.inactive_after_s * NS_PER_S)
         self._max_wait_ns = int(self.config.max_wait_ms * 1e6)
         self.reset(start_ns)
