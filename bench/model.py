@@ -55,13 +55,13 @@ def voice(frames: int, seed: int) -> np.ndarray:
 def time_streaming(gen: StreamingGenerator, warmup: int, frames: int) -> list[float]:
     """Wall time (ms) of ``step`` for each frame after ``warmup`` frames (the engine's read is not included)."""
     total = warmup + frames + gen.config.pre_frames + 2
-    own, partner = voice(total, 1), voice(total, 2)
+    self_audio, partner = voice(total, 1), voice(total, 2)
     gen.reset()
     times = []
     for i in range(warmup + frames):
         span = slice(gen.input_start(i), frame_end(gen, i))
         start = time.perf_counter()
-        gen.step(i, crop(own, span.start, span.stop), crop(partner, span.start, span.stop))
+        gen.step(i, crop(self_audio, span.start, span.stop), crop(partner, span.start, span.stop))
         elapsed = time.perf_counter() - start
         if i >= warmup:
             times.append(1000.0 * elapsed)
@@ -91,11 +91,11 @@ class RecomputeBaseline:
         self.parts: dict[str, list[float]] = {'encoders': [], 'transformer': [], 'head': []}  # ms per frame
 
     @torch.inference_mode()
-    def frame(self, own: np.ndarray, partner: np.ndarray) -> torch.Tensor:
+    def frame(self, self_audio: np.ndarray, partner: np.ndarray) -> torch.Tensor:
         """One frame the paper-code way; the same encoder steps as ours."""
         model, cfg = self.model, self.cfg
         t0 = time.perf_counter()
-        feat_self, self.encoder_state['self'] = model.self_encoder.step(torch.from_numpy(own)[None],
+        feat_self, self.encoder_state['self'] = model.self_encoder.step(torch.from_numpy(self_audio)[None],
                                                                          self.encoder_state['self'])
         feat_partner, self.encoder_state['partner'] = model.partner_encoder.step(torch.from_numpy(partner)[None],
                                                                                  self.encoder_state['partner'])
@@ -132,13 +132,13 @@ def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
     anchor = model.default_anchor()[None]
     cache = model.prefix_cache(anchor, model.self_encoder.silence()[1], model.partner_encoder.silence()[1], masks)
     time_mods = [model.head.time_modulation(torch.full((1,), s)) for s in sigmas[:-1]]
-    own, partner = voice(frames + 2, 3), voice(frames + 2, 4)
+    self_audio, partner = voice(frames + 2, 3), voice(frames + 2, 4)
     parts: dict[str, list[float]] = {'encoders': [], 'transformer': [], 'head': []}
     prev, branches = anchor, masks.shape[0]
     for i in range(frames):
         chunk = slice(i * SAMPLES_PER_FRAME, i * SAMPLES_PER_FRAME + cfg.encoder_window_samples)
         t0 = time.perf_counter()
-        feat_self, states[0] = model.self_encoder.step(torch.from_numpy(own[chunk])[None], states[0])
+        feat_self, states[0] = model.self_encoder.step(torch.from_numpy(self_audio[chunk])[None], states[0])
         feat_partner, states[1] = model.partner_encoder.step(torch.from_numpy(partner[chunk])[None], states[1])
         t1 = time.perf_counter()
         audio, anchor_emb = model.transformer.condition(feat_self[:, None].expand(branches, 1, -1),
@@ -159,13 +159,13 @@ def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
 def time_baseline(model: DyStream, warmup: int, frames: int) -> tuple[list[float], dict[str, list[float]]]:
     base = RecomputeBaseline(model)
     total = warmup + frames
-    own, partner = voice(total + 1, 1), voice(total + 1, 2)
+    self_audio, partner = voice(total + 1, 1), voice(total + 1, 2)
     window = model.config.encoder_window_samples
     times = []
     for i in range(total):
         chunk = slice(i * SAMPLES_PER_FRAME, i * SAMPLES_PER_FRAME + window)
         start = time.perf_counter()
-        base.frame(own[chunk], partner[chunk])
+        base.frame(self_audio[chunk], partner[chunk])
         elapsed = time.perf_counter() - start
         if i >= warmup:
             times.append(1000.0 * elapsed)

@@ -40,13 +40,13 @@ def clips(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
     t = np.arange(n) / RATE
-    own = 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * rng.standard_normal(n)
+    self_audio = 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * rng.standard_normal(n)
     partner = 0.1 * (0.5 + 0.5 * np.sin(2 * np.pi * 1.7 * t + 1)) * rng.standard_normal(n)
-    return own.astype(np.float32), partner.astype(np.float32)
+    return self_audio.astype(np.float32), partner.astype(np.float32)
 
 
-def stream(gen: StreamingGenerator, own: np.ndarray, partner: np.ndarray) -> np.ndarray:
-    frames = list(stream_clip(gen, own, partner))
+def stream(gen: StreamingGenerator, self_audio: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    frames = list(stream_clip(gen, self_audio, partner))
     assert [f.index for f in frames] == list(range(len(frames)))
     return np.stack([f.motion for f in frames])
 
@@ -74,17 +74,17 @@ def test_encoder_step_equals_whole_clip_encoding(lookahead_ms: int) -> None:
 @pytest.mark.parametrize('which', ['self', 'partner'])
 def test_audio_after_frame_end_plus_lookahead_never_changes_earlier_frames(lookahead_ms: int, which: str) -> None:
     gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms), seed=1)
-    own, partner = clips(2.0)
-    reference = gen.generate(own, partner)
+    self_audio, partner = clips(2.0)
+    reference = gen.generate(self_audio, partner)
     t = 20
     cut = frame_end(gen, t)  # first sample frame t may not see
-    changed = [own.copy(), partner.copy()]
+    changed = [self_audio.copy(), partner.copy()]
     changed[0 if which == 'self' else 1][cut:] += 0.3
     moved = gen.generate(*changed)
     np.testing.assert_array_equal(moved[:t + 1], reference[:t + 1])
     assert np.abs(moved[t + 1:] - reference[t + 1:]).max() > 1e-3  # the change is visible right after t
     # One sample earlier is inside frame t's view: frame t changes.
-    earlier = [own.copy(), partner.copy()]
+    earlier = [self_audio.copy(), partner.copy()]
     earlier[0 if which == 'self' else 1][cut - 1] += 0.3
     assert np.abs(gen.generate(*earlier)[t] - reference[t]).max() > 0
 
@@ -107,23 +107,23 @@ def test_each_step_reads_one_encoder_window_after_the_first(lookahead_ms: int) -
 @pytest.mark.parametrize('lookahead_ms', [0, 60])
 def test_stepping_equals_offline(lookahead_ms: int) -> None:
     gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms), seed=7)
-    own, partner = clips(2.5)
-    offline = gen.generate(own, partner)
-    assert offline.shape == (num_final_frames(gen.config, own.shape[0]), gen.motion_dim)
+    self_audio, partner = clips(2.5)
+    offline = gen.generate(self_audio, partner)
+    assert offline.shape == (num_final_frames(gen.config, self_audio.shape[0]), gen.motion_dim)
     assert np.abs(np.diff(offline, axis=0)).max() > 1e-2  # frames move: the comparison is not between constants
-    assert np.abs(stream(gen, own, partner) - offline).max() <= 1e-4
+    assert np.abs(stream(gen, self_audio, partner) - offline).max() <= 1e-4
 
 
 def test_a_stream_restarted_mid_clip_equals_a_fresh_stream_from_there() -> None:
-    own, partner = clips(2.0)
+    self_audio, partner = clips(2.0)
     gen = StreamingGenerator(random_model(), seed=3)
     first = 10
     gen.reset(first)
     restarted = []
     for frame in range(first, first + 30):
         start, end = gen.input_start(frame), frame_end(gen, frame)
-        restarted.append(gen.step(frame, crop(own, start, end), crop(partner, start, end)).motion)
-    fresh = stream(gen, own[first * FRAME:], partner[first * FRAME:])[:30]
+        restarted.append(gen.step(frame, crop(self_audio, start, end), crop(partner, start, end)).motion)
+    fresh = stream(gen, self_audio[first * FRAME:], partner[first * FRAME:])[:30]
     np.testing.assert_array_equal(np.stack(restarted), fresh)
 
 
@@ -134,10 +134,10 @@ def test_default_config_streaming_equals_offline() -> None:
         for param in model.head.parameters():
             param.add_(0.05 * torch.randn_like(param))
     gen = StreamingGenerator(model.eval(), seed=2)
-    own, partner = clips(4.4)  # > 94 frames: the attention window slides
-    offline = gen.generate(own, partner)
+    self_audio, partner = clips(4.4)  # > 94 frames: the attention window slides
+    offline = gen.generate(self_audio, partner)
     assert offline.shape[0] > gen.config.context_frames
-    assert np.abs(stream(gen, own, partner) - offline).max() <= 1e-4
+    assert np.abs(stream(gen, self_audio, partner) - offline).max() <= 1e-4
 
 
 def test_kv_cache_step_equals_full_sequence_with_banded_mask() -> None:
@@ -184,13 +184,14 @@ def test_positions_far_into_an_endless_stream_are_as_exact_as_at_its_start() -> 
 
 def test_skipping_zero_weight_branches_is_exact() -> None:
     model = random_model()
-    own, partner = (torch.from_numpy(c) for c in clips(1.0))
+    self_audio, partner = (torch.from_numpy(c) for c in clips(1.0))
     anchor = model.motion_mean.clone()
     skipped = Guidance.from_weights(0.5, 0.5, 0.0, 1.0)
     assert skipped.names == ('uncond', 'self', 'partner', 'all')
     coefficients = {'uncond': -1.0, 'anchor': 0.0, 'self': 0.5, 'partner': 0.5, 'all': 1.0}
     every = Guidance(tuple(BRANCHES), tuple(BRANCHES.values()), tuple(coefficients[n] for n in BRANCHES))
-    results = [model.generate(own, partner, anchor, torch.Generator().manual_seed(0), g) for g in (skipped, every)]
+    results = [model.generate(self_audio, partner, anchor, torch.Generator().manual_seed(0), g)
+               for g in (skipped, every)]
     torch.testing.assert_close(results[0], results[1], atol=1e-5, rtol=0)
     only_all = Guidance.from_weights(0.0, 0.0, 0.0, 1.0)
     assert only_all.names == ('all',) and only_all.coefficients == (1.0,)
@@ -202,29 +203,29 @@ def test_sigma_schedule_matches_the_paper_scheduler() -> None:
 
 
 def test_seed_repeats_and_reset_restarts_the_stream() -> None:
-    own, partner = clips(1.0)
+    self_audio, partner = clips(1.0)
     gen = StreamingGenerator(random_model(), seed=5)
-    first = stream(gen, own, partner)
-    np.testing.assert_array_equal(stream(gen, own, partner), first)
+    first = stream(gen, self_audio, partner)
+    np.testing.assert_array_equal(stream(gen, self_audio, partner), first)
     gen.reset(seed=6)
-    assert np.abs(stream(gen, own, partner) - first).max() > 1e-3
+    assert np.abs(stream(gen, self_audio, partner) - first).max() > 1e-3
     gen.reset(seed=5)
-    np.testing.assert_array_equal(stream(gen, own, partner), first)
+    np.testing.assert_array_equal(stream(gen, self_audio, partner), first)
 
 
 def test_anchor_conditions_the_motion() -> None:
-    own, partner = clips(1.0)
+    self_audio, partner = clips(1.0)
     gen = StreamingGenerator(random_model(), seed=5, cfg_anchor=1.0)
-    base = gen.generate(own, partner)
+    base = gen.generate(self_audio, partner)
     gen.reset(anchor=np.full(gen.motion_dim, 2.0, np.float32))
-    assert np.abs(gen.generate(own, partner) - base).max() > 1e-3
+    assert np.abs(gen.generate(self_audio, partner) - base).max() > 1e-3
 
 
 def test_a_clip_renders_every_frame_that_covers_its_audio() -> None:
     gen = StreamingGenerator(random_model())
-    own, partner = clips(1.01)  # 25.25 frames
-    assert len(gen.generate(own, partner)) == num_final_frames(gen.config, own.shape[0])
-    assert len(list(stream_motion(gen, own, partner))) == 26
+    self_audio, partner = clips(1.01)  # 25.25 frames
+    assert len(gen.generate(self_audio, partner)) == num_final_frames(gen.config, self_audio.shape[0])
+    assert len(list(stream_motion(gen, self_audio, partner))) == 26
 
 
 def test_step_checks_its_contract() -> None:

@@ -211,8 +211,8 @@ class FaceEngine:
         for name, voice in self.voices.items():
             samples = voice.timeline.read(span_start, need)  # the one read of this frame's audio
             voice.timeline.consume(need)
-            own = samples[start - span_start:start - span_start + SAMPLES_PER_FRAME]  # the frame's own 40 ms
-            activity[name] = self.activity[name].update(own)
+            frame_samples = samples[start - span_start:start - span_start + SAMPLES_PER_FRAME]  # its own 40 ms
+            activity[name] = self.activity[name].update(frame_samples)
             audio[name] = samples[first - span_start:]
         started = time.perf_counter()
         motion = self._clipped(self.generator.step(frame, audio['self'], audio['partner']).motion)

@@ -3,7 +3,8 @@
 A generator is stepped one frame at a time with the audio that frame needs, read from the voices' timelines by the
 engine (one buffer per voice: the generator keeps no audio). Frame ``t`` covers samples ``[640 t, 640 (t + 1))``
 of the engine clock and may see ``lookahead_ms`` of audio past its end; ``input_start(t)`` says where the audio it
-reads begins (earlier than the frame when an encoder needs history, later when only the lookahead is new to it).
+reads begins: for DyStream the window of its newest encoder frame (the samples before it went into the encoder
+state at earlier steps), for the amplitude baseline the frame's own start.
 """
 from __future__ import annotations
 
@@ -26,11 +27,6 @@ class MotionFrame:
 
     index: int
     motion: np.ndarray
-
-    @property
-    def start_sample(self) -> int:
-        """The frame's first sample on the engine clock."""
-        return self.index * SAMPLES_PER_FRAME
 
 
 class Generator(Protocol):

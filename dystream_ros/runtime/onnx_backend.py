@@ -43,7 +43,7 @@ from dystream_ros.model.transformer import cache_slot, rope_at
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-EXPORT_VERSION = 3  # bump when the graphs' interface changes; part of the cache key
+EXPORT_VERSION = 4  # bump when the graphs' interface changes; part of the cache key
 PREFERRED_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
 OPSET = 18
 MAX_INLINE_BYTES = 1_800_000_000  # below protobuf's 2 GiB message limit

@@ -118,7 +118,7 @@ class WindowDataset:
         pose (B, D), float32."""
         picks = self.windows[rng.integers(0, len(self), batch_size)]
         start, end = encoder_audio_span(self.config, 1, self.window_frames - 1)  # relative to the window's frame 0
-        motion, own, partner = [], [], []
+        motion, self_audio, partner = [], [], []
         for sample_index, first in picks:
             sample = self.samples[sample_index]
             offset = int(first) * self.config.samples_per_frame
@@ -132,9 +132,9 @@ class WindowDataset:
                 source_start = offset + round(start * factor)
                 audio = [_speed_changed(a, source_start, end - start, numerator)
                          for a in (sample.self_audio, sample.partner_audio)]
-            own.append(audio[0])
+            self_audio.append(audio[0])
             partner.append(audio[1])
-        return (torch.from_numpy(np.stack(motion)), torch.from_numpy(np.stack(own)),
+        return (torch.from_numpy(np.stack(motion)), torch.from_numpy(np.stack(self_audio)),
                 torch.from_numpy(np.stack(partner)), torch.from_numpy(self.rest_poses[picks[:, 0]]))
 
     def _speed_numerator(self, rng: np.random.Generator, sample: Sample, first: int) -> int:

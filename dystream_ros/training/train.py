@@ -251,8 +251,8 @@ def _train(cfg: TrainConfig, model_config: ModelConfig | None, rank: int, distri
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group['lr'] = _lr(cfg, step)
-        motion, own, partner, rest = (t.to(device, non_blocking=True) for t in data.batch(rng, cfg.batch_size))
-        loss = net(motion, own, partner, rest)
+        motion, self_audio, partner, rest = (t.to(device, non_blocking=True) for t in data.batch(rng, cfg.batch_size))
+        loss = net(motion, self_audio, partner, rest)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else
