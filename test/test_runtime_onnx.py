@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.runtime.onnx_backend import OnnxBackend, cache_names
 
 RATE = 16000
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def random_model() -> DyStream:
@@ -89,3 +94,19 @@ def test_export_onnx_command_checks_against_torch(tmp_path: Path, capsys: pytest
     assert 'CPUExecutionProvider' in report['providers']
     assert sorted(p.name for p in (tmp_path / 'onnx').iterdir()) == [
         'encoder_partner.onnx', 'encoder_self.onnx', 'meta.json', 'prefix.onnx', 'silence.safetensors', 'step.onnx']
+
+
+def test_a_model_that_fails_on_its_first_frames_stops_the_node_with_the_reason(exported: tuple[DyStream, Path],
+                                                                                tmp_path: Path) -> None:
+    model, folder = exported
+    weights = save_model(tmp_path / 'model.safetensors', model)
+    cached = tmp_path / 'cache' / 'onnx' / json.loads((folder / 'meta.json').read_text())['key']
+    shutil.copytree(folder, cached)
+    shutil.copy(cached / 'encoder_self.onnx', cached / 'step.onnx')  # a graph with other inputs: the warm-up fails
+    result = subprocess.run([sys.executable, '-m', 'dystream_ros.nodes.dystream_node', '--ros-args', '-p',
+                             f'model_path:={weights}', '-p', 'backend:=onnx'], cwd=ROOT,
+                            env={**os.environ, 'DYSTREAM_CACHE': str(tmp_path / 'cache')}, capture_output=True,
+                            text=True, timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert 'cannot activate: the model failed on silence' in output and 'activate failed' in output

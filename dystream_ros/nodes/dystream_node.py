@@ -92,7 +92,11 @@ class DystreamNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Warm the model up, start a fresh stream and subscribe."""
         started = time.perf_counter()
-        frames = self._engine.warm_up()
+        try:
+            frames = self._engine.warm_up()
+        except Exception as exc:  # noqa: BLE001 (torch and ONNX Runtime raise their own types): say it, stay inactive
+            self.get_logger().error(f'cannot activate: the model failed on silence: {exc!r}')
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f'warm-up: {frames} frames in {time.perf_counter() - started:.2f} s')
         self._engine.reset(self._now_ns())
         reliability = (ReliabilityPolicy.BEST_EFFORT if self._settings.audio_reliability == 'best_effort'
@@ -216,11 +220,12 @@ def main(args: list[str] | None = None) -> int:
     code = 0
     try:
         if node.get_parameter('autostart').value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal('configuration failed: see the error above')
-                code = 1
-            else:
-                node.trigger_activate()
+            for transition in (node.trigger_configure, node.trigger_activate):
+                if transition() != TransitionCallbackReturn.SUCCESS:
+                    node.get_logger().fatal(f'{transition.__name__.removeprefix("trigger_")} failed: see the error '
+                                            'above')
+                    code = 1
+                    break
         if code == 0:
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
