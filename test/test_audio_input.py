@@ -38,17 +38,44 @@ def test_unsupported_formats_are_rejected_with_what_is_supported() -> None:
 @settings(max_examples=150, deadline=None)
 @given(data=st.binary(min_size=0, max_size=4000), cuts=st.lists(st.integers(0, 4000), max_size=8),
        sample_format=st.sampled_from(['S16LE', 'S32LE', 'F32LE']), channels=st.integers(1, 2))
-def test_fuzzed_bytes_in_any_chunking_lose_no_whole_frame_and_stay_finite(
+def test_fuzzed_bytes_decode_from_each_message_start_and_stay_finite(
         data: bytes, cuts: list[int], sample_format: str, channels: int) -> None:
     audio_format = AudioFormat(16000, channels, sample_format)
     decoder = Decoder(audio_format)
     bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
     outputs = [decoder.decode(data[a:b])[0] for a, b in zip(bounds, bounds[1:])]
     decoded = np.concatenate(outputs)
-    assert len(decoded) == len(data) // audio_format.frame_bytes
+    assert len(decoded) == sum((b - a) // audio_format.frame_bytes for a, b in zip(bounds, bounds[1:]))
     assert np.isfinite(decoded).all() and np.abs(decoded).max(initial=0) <= 2.0
-    # chunking never changes the result
-    np.testing.assert_array_equal(decoded, Decoder(audio_format).decode(data)[0])
+    # chunking on whole sample frames never changes the result
+    whole = [0, *sorted({c - c % audio_format.frame_bytes for c in bounds[1:-1]}), len(data)]
+    rechunked = Decoder(audio_format)
+    np.testing.assert_array_equal(np.concatenate([rechunked.decode(data[a:b])[0] for a, b in zip(whole, whole[1:])]),
+                                  Decoder(audio_format).decode(data)[0])
+
+
+def test_a_message_with_a_stray_byte_does_not_shift_the_messages_after_it() -> None:
+    # 1001 bytes of S16LE: the last byte is half a sample; the next message still starts on a sample boundary
+    tone = (_tone(16000, 0.2) * 32767).astype('<i2')
+    first, second = tone[:500].tobytes() + b'\x7f', tone[500:].tobytes()
+    decoder = Decoder(AudioFormat())
+    _, issues = decoder.decode(first)
+    samples, later_issues = decoder.decode(second)
+    assert issues == [AudioIssue.PARTIAL_FRAME] and later_issues == []
+    np.testing.assert_allclose(samples[200:], tone[700:] / 32768, atol=2e-2)
+
+
+def test_channel_select_keeps_the_beamformed_channel_and_drops_the_playback_reference() -> None:
+    # a ReSpeaker-style 6-channel array: 0 processed voice, 1-4 raw microphones, 5 the robot's own playback
+    voice, playback = _tone(16000, 0.2, 300.0), _tone(16000, 0.2, 1000.0)
+    frames = np.stack([voice, voice, voice, voice, voice, playback], axis=1)
+    data = (frames * 32767).astype('<i2').tobytes()
+    only_voice, _ = Decoder(AudioFormat(16000, 6, 'S16LE', channel_select=(0,))).decode(data)
+    np.testing.assert_allclose(only_voice[400:], voice[400:], atol=1e-2)
+    raw_mics, _ = Decoder(AudioFormat(16000, 6, 'S16LE', channel_select=(1, 2, 3, 4))).decode(data)
+    np.testing.assert_allclose(raw_mics[400:], voice[400:], atol=1e-2)
+    with pytest.raises(ConfigError, match='0..5'):
+        AudioFormat(16000, 6, 'S16LE', channel_select=(6,))
 
 
 def test_nan_clipped_and_dc_audio_are_repaired_and_reported() -> None:

@@ -1,9 +1,11 @@
 """Raw audio message bytes -> float32 mono samples, whatever the publisher sends, and what was wrong with it.
 
 Publishers in the audio_common world send interleaved PCM in one of a few encodings, at any rate, in chunks of
-any size, sometimes with a byte count that is not a whole number of frames. A :class:`Decoder` keeps the partial
-frame for the next message (no valid audio is lost), downmixes to mono, and reports every problem it repairs as an
-:class:`AudioIssue`, so the node can log each kind once and count it in diagnostics.
+any size, sometimes with a byte count that is not a whole number of frames. A :class:`Decoder` reads every message
+from a sample boundary (a stray byte at the end of one message is dropped, so it cannot shift every later sample into
+noise), keeps the channels asked for (a microphone array's beamformed channel, not its playback reference) and mixes
+them to mono, and reports every problem it repairs as an :class:`AudioIssue`, so the node can log each kind once and
+count it in diagnostics.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ MAX_CHANNELS = 8
 class AudioIssue(enum.Enum):
     """Something wrong with incoming audio that the pipeline repaired; the value says what to fix."""
 
-    PARTIAL_FRAME = 'byte count is not a whole number of frames (kept the remainder for the next message)'
+    PARTIAL_FRAME = ('byte count is not a whole number of sample frames (the incomplete frame at the end was dropped; '
+                     'the next message is read from its first byte)')
     NOT_FINITE = 'NaN or infinite samples (replaced by silence)'
     CLIPPED = 'samples at full scale: the input gain is too high'
     DC_OFFSET = 'a constant (DC) offset in the signal: check the microphone or its driver'
@@ -51,6 +54,7 @@ class AudioFormat:
     sample_rate_hz: int = 16000
     channels: int = 1
     sample_format: str = 'S16LE'
+    channel_select: tuple[int, ...] = ()  # interleaved channels mixed to mono (0-based); empty: all of them
 
     def __post_init__(self) -> None:
         if self.sample_format not in ENCODINGS:
@@ -61,6 +65,12 @@ class AudioFormat:
             raise ConfigError(msg)
         if not 1 <= self.channels <= MAX_CHANNELS:
             msg = f'{self.channels} channels: expected 1 to {MAX_CHANNELS} (interleaved)'
+            raise ConfigError(msg)
+        object.__setattr__(self, 'channel_select', tuple(int(c) for c in self.channel_select))
+        bad = [c for c in self.channel_select if not 0 <= c < self.channels]
+        if bad or len(set(self.channel_select)) != len(self.channel_select):
+            msg = (f'channel_select {list(self.channel_select)}: expected distinct channel indices in '
+                   f'0..{self.channels - 1} (the stream has {self.channels} interleaved channels)')
             raise ConfigError(msg)
 
     @property
@@ -75,20 +85,20 @@ _DC_POLE = 0.999  # DC blocker y[n] = x[n] - x[n-1] + a*y[n-1]: -3 dB below 3 Hz
 class Decoder:
     """Decodes one stream's messages.
 
-    Its state is a partial frame left over from the previous message and the DC blocker's memory, so the output
-    does not depend on how the publisher chunks the audio.
+    Each message is decoded on its own from its first byte (publishers put whole sample frames in a message; one
+    that does not is an error in that message alone). The only state is the DC blocker's memory, so the output of
+    whole-frame messages does not depend on how the publisher chunks the audio.
     """
 
     def __init__(self, audio_format: AudioFormat) -> None:
         self.format = audio_format
-        self._remainder = b''
         self._dc_state = np.zeros(1)
 
     def set_format(self, audio_format: AudioFormat) -> list[AudioIssue]:
-        """Switch to a new format (from an AudioInfo message); a pending partial frame is dropped."""
+        """Switch to a new format (from an AudioInfo message or a parameter)."""
         if audio_format == self.format:
             return []
-        self.format, self._remainder, self._dc_state = audio_format, b'', np.zeros(1)
+        self.format, self._dc_state = audio_format, np.zeros(1)
         return [AudioIssue.FORMAT_CHANGED]
 
     def decode(self, data: bytes) -> tuple[np.ndarray, list[AudioIssue]]:
@@ -97,12 +107,12 @@ class Decoder:
         if not data:
             return np.zeros(0, np.float32), [AudioIssue.EMPTY]
         dtype, full_scale = ENCODINGS[self.format.sample_format]
-        data = self._remainder + bytes(data)
         usable = len(data) - len(data) % self.format.frame_bytes
         if usable != len(data):
             issues.append(AudioIssue.PARTIAL_FRAME)
-        self._remainder = data[usable:]
-        frames = np.frombuffer(data[:usable], dtype).reshape(-1, self.format.channels)
+        frames = np.frombuffer(bytes(data[:usable]), dtype).reshape(-1, self.format.channels)
+        if self.format.channel_select:
+            frames = frames[:, list(self.format.channel_select)]
         samples = frames.astype(np.float32).mean(axis=1) / np.float32(full_scale)
         if dtype.kind == 'f':
             finite = np.isfinite(samples)
