@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections import Counter, deque
 
-import numpy as np
-
 from dystream_ros.audio.formats import AudioFormat, AudioIssue, Decoder
 from dystream_ros.audio.resample import Resampler
 from dystream_ros.audio.timeline import StreamTimeline
@@ -70,11 +68,9 @@ class VoiceInput:
 
     @property
     def delivery_delay_ns(self) -> int:
-        """How long after its sound the audio of this voice usually arrives (90th percentile of the last
-        messages; 0 for audio that comes on time or early, and for unstamped audio)."""
-        if not self._delays_ns:
-            return 0
-        return max(int(np.percentile(np.fromiter(self._delays_ns, np.int64), 90)), 0)
+        """How late after its sound the audio of this voice has arrived lately (the latest of the last messages: a
+        frame that waits this long loses none of them; 0 for audio that comes on time or early, and unstamped)."""
+        return max(max(self._delays_ns, default=0), 0)
 
     def active(self, now_ns: int, inactive_after_ns: int) -> bool:
         """Whether the voice published within ``inactive_after_ns`` of ``now_ns``."""

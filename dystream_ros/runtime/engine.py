@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 WARM_UP_S = 1.0  # silence run through the generator and renderer before the first real frame
 MIN_WAIT_MS = 40.0  # how long past its lookahead a frame waits for a voice that delivers on time (publisher jitter)
-DELAY_MARGIN_MS = 20.0  # added to a voice's measured delivery delay (its jitter above the 90th percentile)
+DELAY_MARGIN_MS = 10.0  # added to a voice's measured delivery delay
 FRAME_NS = NS_PER_S // FPS
 
 
