@@ -234,6 +234,8 @@ def test_a_tts_burst_stamped_with_its_play_time_is_placed_at_its_stamps() -> Non
     assert start == 1.5 * 16000
     np.testing.assert_array_equal(timeline.read(start, start + len(audio)), audio)
     assert not timeline.heard(0, start).any() and timeline.heard(start, start + len(audio)).all()
+    # the next utterance, 2 s later, after a pause: no audio was lost, so no gap is reported
+    assert timeline.write(play_at + 5 * NS, audio, arrival_ns=now + 4 * NS) == []
 
 
 def test_unstamped_audio_plays_from_its_arrival_chained_after_what_still_plays() -> None:

@@ -51,6 +51,12 @@ class Resampler:
         """Feed input samples (float32); return the 16 kHz samples that are now complete (float32)."""
         if self._passthrough:
             return np.asarray(samples, np.float32)
+        # a tenth of a second at a time: a minute in one message would otherwise gather a window of 200 MB
+        block = max(self.rate_hz // 10, 1)
+        parts = [self._process_block(samples[i:i + block]) for i in range(0, len(samples), block)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _process_block(self, samples: np.ndarray) -> np.ndarray:
         x = np.concatenate([self._history, np.asarray(samples, np.float64)])
         total_in = self._inputs_seen + len(samples)
         # output n needs input index floor(n*down/up) <= total_in - 1

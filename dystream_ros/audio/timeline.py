@@ -140,7 +140,9 @@ class StreamTimeline:
         if abs(start - self.written_until) <= self.jitter:
             start = self.written_until  # stamp jitter: contiguous
         elif start > self.written_until:
-            if self.written_from is not None and not self.unstamped:  # unstamped: a pause between utterances
+            # a pause before an utterance sent ahead of its time (a TTS), or unstamped, is no audio lost
+            scheduled = self.unstamped or (self.on_engine_clock and self.time_of(start) > arrival_ns)
+            if self.written_from is not None and not scheduled:
                 issues.append(AudioIssue.GAP)
         elif start + n <= self.written_until and start >= self.consumed_until:
             # an out-of-order chunk filling a hole is fine; one that repeats audio already here is dropped
