@@ -145,7 +145,7 @@ def speaker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float
     home = tmp_path_factory.mktemp('speaker')
     fifo = _virtual_speaker(home)
     latency_s = _speaker_latency_s(home, fifo)
-    assert 0.0 < latency_s < 0.2, latency_s
+    assert 0.0 < latency_s < 0.3, latency_s  # the FIFO (128 ms) and one ALSA buffer
     return home, fifo, latency_s
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ AUDIO_DEPTH = 1000  # messages: a TTS utterance published as a burst of chunks i
 BUFFER_S = 120.0  # audio held, as in the face engine: a minute-long utterance in one message, and room ahead
 RESYNC_TOLERANCE_S = 0.02  # the DAC time PortAudio reports may wander this far from the samples counted ...
 RESYNC_AFTER_S = 0.25  # ... and further for this long (a drifting sound card, a restarted device) before it is used
+SLICE_MS = 100  # a long message is placed this much at a time (a minute of 24 kHz audio takes 1.5 s to place)
 CLOCK_CHECK_S = 1.0  # how often the offset between PortAudio's clock and the node's clock is measured
 LOG_EVERY_S = 5.0
 
@@ -175,15 +177,23 @@ class AudioPlayerNode(Node):
     # ----- input: the same placement as the face -------------------------------------------------------------
     def _on_audio(self, msg: AudioDataStamped | AudioData, stamped: bool) -> None:
         arrival = self._now_ns()
-        data = msg.audio.data if stamped else msg.data
+        data = bytes(msg.audio.data if stamped else msg.data)
         stamp = stamp_ns(msg.header.stamp) if stamped else 0
-        try:
-            with self._lock:
-                issues = self._voice.push(bytes(data), stamp or None, arrival)
-        except DystreamError as exc:
-            self.get_logger().error(f'self_audio: {exc}', throttle_duration_sec=LOG_EVERY_S)
-            return
-        for issue in issues:
+        audio_format = self._voice.audio_format
+        # a long message (a whole utterance) goes in in slices, so that the speaker is never kept waiting for the
+        # lock while it is decoded; the pipeline places audio the same however it is chunked
+        step = audio_format.frame_bytes * audio_format.sample_rate_hz * SLICE_MS // 1000
+        issues = []
+        for first in range(0, len(data), step):
+            first_ns = first // audio_format.frame_bytes * NS_PER_S // audio_format.sample_rate_hz
+            try:
+                with self._lock:
+                    issues += self._voice.push(data[first:first + step], stamp + first_ns if stamp else None, arrival)
+            except DystreamError as exc:
+                self.get_logger().error(f'self_audio: {exc}', throttle_duration_sec=LOG_EVERY_S)
+                return
+            time.sleep(0)  # let PortAudio's thread take the lock
+        for issue in set(issues):
             self.get_logger().warning(f'self_audio: {issue.value}', throttle_duration_sec=LOG_EVERY_S)
 
     def _on_audio_info(self, msg: AudioInfo) -> None:
