@@ -17,6 +17,7 @@ from rclpy.qos import QoSProfile
 from rosbags.rosbag2 import Reader
 from support.launch_runner import load, processes
 from test_audio_capture import _virtual_microphone
+from test_audio_player import _Dac, _virtual_speaker
 
 from dystream_ros.apps.bags import write_conversation_bag
 from dystream_ros.data.corpus import conversation
@@ -85,30 +86,35 @@ def test_dystream_launch_starts_the_node_with_its_parameter_file() -> None:
     assert launched.popen['dystream_node'].returncode == 0, logs['dystream_node'][-2000:]
 
 
-def test_robot_launch_feeds_the_microphone_to_the_face_as_the_partner(tmp_path: Path) -> None:
+def test_robot_launch_feeds_the_microphone_to_the_face_as_the_partner_and_the_tts_to_the_speaker(
+        tmp_path: Path) -> None:
     # the virtual microphone has no clock (it delivers the file as fast as it is read), so what is checked here
-    # is the wiring; test_audio_capture checks the audio itself
+    # is the wiring; test_audio_capture and test_audio_player check the audio itself
     _virtual_microphone(tmp_path)
-    launched = _Launched('robot', {'microphone': 'filemic'}, env={'HOME': str(tmp_path)})
+    speaker = _Dac(_virtual_speaker(tmp_path))
+    launched = _Launched('robot', {'microphone': 'filemic', 'speaker': 'speaker'}, env={'HOME': str(tmp_path)})
     heard = []
     launched.node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: heard.extend(
         int(kv.value) for kv in m.status[0].values if kv.key == 'partner_audio_messages_per_s'), QoSProfile(depth=10))
 
-    def face_listens() -> bool:  # a subscription's node name reaches the graph a little after the subscription
-        return any(info.node_name == 'dystream_node'
-                   for info in launched.node.get_subscriptions_info_by_topic('/partner_audio'))
+    def listening_to(topic: str) -> set[str]:  # a subscription's node name reaches the graph a little after it
+        return {info.node_name for info in launched.node.get_subscriptions_info_by_topic(topic)}
 
     try:
         launched.spin_until(lambda: any(heard), 120)
-        launched.spin_until(face_listens, 10)
+        launched.spin_until(lambda: 'dystream_node' in listening_to('/partner_audio')
+                            and {'dystream_node', 'speaker'} <= listening_to('/tts/audio'), 10)
         graph = launched.node.get_publisher_names_and_types_by_node('microphone', '/')
-        listening = face_listens()
+        face_listens, tts_listeners = 'dystream_node' in listening_to('/partner_audio'), listening_to('/tts/audio')
     finally:
         logs = launched.stop()
+        speaker.close()
     assert any(heard), logs  # dystream_node counted messages from the microphone
     assert launched.motion
     assert ('/partner_audio', ['dystream_ros/msg/AudioDataStamped']) in graph
-    assert listening
+    assert face_listens
+    assert {'dystream_node', 'speaker'} <= tts_listeners, logs.get('speaker', '')[-2000:]
+    assert speaker.start_s is not None  # the speaker played (silence: nobody spoke)
 
 
 def test_replay_launch_records_the_face_for_a_bag(tmp_path: Path) -> None:

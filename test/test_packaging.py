@@ -17,9 +17,9 @@ PREFIX = Path(sys.prefix)
 
 def test_make_setup_installs_the_ros_layout_into_the_venv() -> None:
     # what `ros2 run`, `ros2 launch` and the ament index look for, as colcon would install it
-    for relative in ('lib/dystream_ros/dystream_node', 'lib/dystream_ros/audio_capture_node', 'bin/dystream',
-                     'share/dystream_ros/package.xml', 'share/dystream_ros/msg/FaceMotion.msg',
-                     'share/ament_index/resource_index/packages/dystream_ros'):
+    for relative in ('lib/dystream_ros/dystream_node', 'lib/dystream_ros/audio_capture_node',
+                     'lib/dystream_ros/audio_player_node', 'bin/dystream', 'share/dystream_ros/package.xml',
+                     'share/dystream_ros/msg/FaceMotion.msg', 'share/ament_index/resource_index/packages/dystream_ros'):
         assert (PREFIX / relative).is_file(), relative
     for script in ('lib/dystream_ros/dystream_node', 'bin/dystream'):
         assert os.access(PREFIX / script, os.X_OK), script
@@ -67,8 +67,8 @@ def test_colcon_build_in_a_ros_workspace_installs_messages_nodes_and_share_files
          '-DBUILD_TESTING=ON'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     install = tmp_path / 'install' / 'dystream_ros'
-    for relative in ('lib/dystream_ros/dystream_node', 'share/dystream_ros/package.xml',
-                     'share/dystream_ros/msg/AudioDataStamped.msg', 'bin/dystream'):
+    for relative in ('lib/dystream_ros/dystream_node', 'lib/dystream_ros/audio_player_node',
+                     'share/dystream_ros/package.xml', 'share/dystream_ros/msg/AudioDataStamped.msg', 'bin/dystream'):
         assert (install / relative).is_file(), relative
     # the ament test registered by CMakeLists.txt (what `colcon test` runs)
     assert 'dystream_ros_tests' in (tmp_path / 'build' / 'dystream_ros' / 'CTestTestfile.cmake').read_text()

@@ -25,17 +25,18 @@ from dystream_ros.units import NS_PER_S
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def input_devices(pyaudio_instance: Any) -> list[tuple[int, str, int]]:
-    """(index, name, max input channels) of every device that can record."""
+def audio_devices(pyaudio_instance: Any, direction: str = 'input') -> list[tuple[int, str, int]]:
+    """(index, name, max channels) of every device that can record (``direction`` 'input') or play ('output')."""
+    key = 'maxInputChannels' if direction == 'input' else 'maxOutputChannels'
     devices = []
     for index in range(pyaudio_instance.get_device_count()):
         info = pyaudio_instance.get_device_info_by_index(index)
-        if int(info.get('maxInputChannels', 0)) > 0:
-            devices.append((index, str(info['name']), int(info['maxInputChannels'])))
+        if int(info.get(key, 0)) > 0:
+            devices.append((index, str(info['name']), int(info[key])))
     return devices
 
 
-def choose_device(devices: list[tuple[int, str, int]], wanted: str) -> int | None:
+def choose_device(devices: list[tuple[int, str, int]], wanted: str, direction: str = 'input') -> int | None:
     """The device index for ``wanted``: '' for PortAudio's default (None), a number, or part of a name."""
     if not wanted:
         return None
@@ -45,7 +46,7 @@ def choose_device(devices: list[tuple[int, str, int]], wanted: str) -> int | Non
     if matches:
         return matches[0]
     listing = '; '.join(f'{index}: {name} ({channels} ch)' for index, name, channels in devices) or 'none'
-    msg = f'no input device {wanted!r}. Input devices found: {listing}'
+    msg = f'no {direction} device {wanted!r}. {direction.capitalize()} devices found: {listing}'
     raise ConfigError(msg)
 
 
@@ -81,7 +82,7 @@ class AudioCaptureNode(Node):
 
         self._pyaudio = pyaudio.PyAudio()
         try:
-            device = choose_device(input_devices(self._pyaudio), self.get_parameter('device').value)
+            device = choose_device(audio_devices(self._pyaudio), self.get_parameter('device').value)
             self._stream = self._pyaudio.open(
                 format=pyaudio.paInt16, channels=self.channels, rate=self.rate, input=True,
                 input_device_index=device, frames_per_buffer=self.chunk)

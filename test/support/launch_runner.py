@@ -28,6 +28,7 @@ def _stand_ins() -> dict[str, types.ModuleType]:
     names = {
         'launch': ['LaunchDescription'],
         'launch.actions': ['DeclareLaunchArgument', 'ExecuteProcess', 'RegisterEventHandler', 'EmitEvent'],
+        'launch.conditions': ['IfCondition'],
         'launch.substitutions': ['LaunchConfiguration', 'PathJoinSubstitution'],
         'launch.event_handlers': ['OnProcessExit'],
         'launch.events': ['Shutdown'],
@@ -98,7 +99,7 @@ class Process:
 def processes(description: Any, overrides: dict[str, str] | None = None, prefix: Path | None = None
               ) -> tuple[list[Process], dict[str, str]]:
     """The command lines of every Node and ExecuteProcess, and the launch arguments' values."""
-    prefix = Path(prefix or sys.prefix)
+    prefix = Path(prefix or os.environ.get('SCRATCH_PREFIX', sys.prefix))
     entities = _entities(description)
     arguments = {}
     for entity in entities:
@@ -110,6 +111,9 @@ def processes(description: Any, overrides: dict[str, str] | None = None, prefix:
     result = []
     for entity in entities:
         kw = entity.kwargs
+        condition = kw.get('condition')
+        if condition is not None and str(resolve(condition.args[0], arguments, prefix)).lower() not in ('true', '1'):
+            continue
         if _kind(entity) == 'Node':
             argv = [str(prefix / 'lib' / kw['package'] / kw['executable']), '--ros-args', '-r',
                     f'__node:={kw["name"]}']
