@@ -208,8 +208,7 @@ class AudioPlayerNode(Node):
 
     def _index_of(self, stream_time_s: float, offset_ns: int) -> int:
         """The sample index on the node's clock (the timeline's) of a time on PortAudio's clock."""
-        time_ns = round(stream_time_s * NS_PER_S) + offset_ns
-        return round((time_ns - self._voice.timeline.epoch_ns) * SAMPLE_RATE_HZ / NS_PER_S)
+        return self._voice.timeline.index_of(round(stream_time_s * NS_PER_S) + offset_ns)
 
     # ----- output: PortAudio's thread ------------------------------------------------------------------------
     def _fill(self, in_data: bytes | None, frames: int, time_info: dict[str, float], status: int
