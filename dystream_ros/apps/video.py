@@ -80,7 +80,7 @@ def held(frames: list[np.ndarray | None]) -> Iterator[np.ndarray]:
     as a display holds its last picture."""
     last = next((frame for frame in frames if frame is not None), None)
     if last is None:
-        msg = 'no images to show'
+        msg = 'no image is stamped within the time of the sound track'
         raise DataError(msg)
     for frame in frames:
         last = last if frame is None else frame
