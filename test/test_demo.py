@@ -78,12 +78,13 @@ def test_the_lips_move_with_the_voice_in_the_video(demo: dict) -> None:
     mouth, sound = mouth[:frames], sound[:frames]
     by_lag = {lag: correlation(mouth, sound, lag) for lag in range(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1)}
     best = max(by_lag, key=by_lag.__getitem__)
-    # measured: best lag -1 (the model opens the mouth a frame before the sound peaks, as in `dystream bag
-    # render`), 0.45-0.76 at lag 0 depending on the machine's load; the old assembly: 0.1 at lag 0, best 7 s late
+    # measured: best lag -1 (the model opens the mouth a frame before the sound peaks, as `dystream bag render`
+    # does, 0.74 at lag 0 there); at lag 0 0.42 with a fifth of the images missing under load, 0.34 with half
+    # of them (a missing image repeats the one before); the old assembly: 0.06 at lag 0, the lips 7 s late
     assert abs(best) <= 1, f'lips and voice are {best} frames apart: {by_lag[best]:.2f} there, {by_lag[0]:.2f} at 0'
-    assert by_lag[0] > 0.3, by_lag[0]
-    # the mouth is open while the robot talks from the very start (the first second is silence in the bag)
-    assert mouth[FPS:3 * FPS].max() > 2 * max(mouth[:FPS // 2].max(), 1.0)
+    assert by_lag[0] > 0.25, by_lag[0]
+    # the mouth opens as soon as the robot talks (the bag's first second is silence, then the robot speaks)
+    assert mouth[FPS:5 * FPS].max() > 2 * max(mouth[:FPS // 2].max(), 1.0)
 
 
 def test_the_report_counts_the_pictures_a_viewer_missed(demo: dict) -> None:
