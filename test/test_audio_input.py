@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dystream_ros.audio import AudioFormat, AudioIssue, Decoder, Resampler, StreamTimeline
+from dystream_ros.audio import AudioFormat, AudioIssue, Decoder, Resampler, StreamTimeline, VoiceInput
 from dystream_ros.errors import ConfigError
 
 NS = 1_000_000_000
@@ -202,7 +202,7 @@ def test_a_bag_replayed_faster_than_real_time_is_placed_by_its_stamps() -> None:
     issues = []
     for i in range(0, len(audio), 640):  # 40 ms chunks published every 5 ms
         arrival_ns = 40_000_000 + (i // 640) * 5_000_000
-        issues += timeline.write(10 * NS + i * NS // 16000, audio[i:i + 640], arrival_ns=arrival_ns)
+        issues += timeline.write(1_600_000_000 * NS + i * NS // 16000, audio[i:i + 640], arrival_ns=arrival_ns)
     assert issues == []
     np.testing.assert_array_equal(timeline.read(0, len(audio)), audio)
 
@@ -219,3 +219,55 @@ def test_a_pause_in_publishing_is_silence_but_a_clock_leap_is_resynchronised() -
     # the publisher's clock is reset 100 s ahead while its audio keeps flowing
     assert AudioIssue.CLOCK_JUMP in _feed(leapt, audio, stamp0_ns=100 * NS, arrival0_ns=NS // 2)
     np.testing.assert_array_equal(leapt.read(0, 16000), np.concatenate([audio, audio]))
+
+
+def test_a_tts_burst_stamped_with_its_play_time_is_placed_at_its_stamps() -> None:
+    # 3.2 s of speech published in 80 chunks within 40 ms, stamped to play 0.5 s from now (on the engine's clock)
+    audio = _tone(16000, 3.2)
+    timeline = StreamTimeline(epoch_ns=100 * NS)
+    now, play_at = 101 * NS, 101 * NS + NS // 2
+    issues = []
+    for k in range(80):
+        issues += timeline.write(play_at + k * 40_000_000, audio[k * 640:(k + 1) * 640], arrival_ns=now + k * 500_000)
+    assert issues == [] and timeline.on_engine_clock
+    start = timeline.index_of(play_at)
+    assert start == 1.5 * 16000
+    np.testing.assert_array_equal(timeline.read(start, start + len(audio)), audio)
+    assert not timeline.heard(0, start).any() and timeline.heard(start, start + len(audio)).all()
+
+
+def test_unstamped_audio_plays_from_its_arrival_chained_after_what_still_plays() -> None:
+    audio = _tone(16000, 2.0)
+    timeline = StreamTimeline(epoch_ns=0)
+    # a burst: 50 chunks of 40 ms within 25 ms, from t = 1 s
+    for k in range(50):
+        assert timeline.write(None, audio[k * 640:(k + 1) * 640], arrival_ns=NS + k * 500_000) == []
+    np.testing.assert_array_equal(timeline.read(16000, 48000), audio)
+    # a second utterance arriving while the first still plays (t = 2.5 s) goes after it
+    timeline.write(None, audio[:8000], arrival_ns=2 * NS + NS // 2)
+    np.testing.assert_array_equal(timeline.read(48000, 56000), audio[:8000])
+    # one arriving after a pause (t = 10 s) plays at once: silence in between, and no gap reported
+    assert timeline.write(None, audio[:8000], arrival_ns=10 * NS) == []
+    np.testing.assert_array_equal(timeline.read(160000, 168000), audio[:8000])
+    assert not timeline.read(56000, 160000).any() and not timeline.heard(56000, 160000).any()
+
+
+def test_a_minute_in_one_message_fits() -> None:
+    minute = np.random.default_rng(0).normal(0, 0.1, 60 * 16000).astype(np.float32)
+    voice = VoiceInput(AudioFormat(), epoch_ns=0, capacity_s=120.0)
+    assert voice.push((minute * 32767).astype('<i2').tobytes(), 2 * NS, arrival_ns=NS) == []
+    start = voice.timeline.index_of(2 * NS)
+    assert voice.timeline.written_until - start == 60 * 16000 - voice.resampler.delay_s * 16000
+    assert voice.timeline.read(start + 16000, start + 32000).std() > 0.05
+
+
+def test_a_late_microphone_is_placed_at_its_stamps_and_its_delay_measured() -> None:
+    # a USB array behind a driver buffer: every 10 ms chunk arrives 250 ms after its capture time
+    audio = _tone(16000, 2.0)
+    voice = VoiceInput(AudioFormat(), epoch_ns=0, capacity_s=10.0)
+    for k in range(200):
+        stamp = 5 * NS + k * 10_000_000
+        assert voice.push((audio[k * 160:(k + 1) * 160] * 32767).astype('<i2').tobytes(), stamp,
+                          arrival_ns=stamp + 10_000_000 + 250_000_000) == []
+    assert abs(voice.delivery_delay_ns - 250_000_000) < 2_000_000
+    assert voice.timeline.written_until == pytest.approx(7 * 16000, abs=2)

@@ -37,6 +37,8 @@ class AudioIssue(enum.Enum):
     DC_OFFSET = 'a constant (DC) offset in the signal: check the microphone or its driver'
     EMPTY = 'an empty message (ignored)'
     TOO_LARGE = 'a message longer than the whole audio buffer (dropped; the audio around it is kept)'
+    TOO_EARLY = ('audio stamped further ahead than the buffer holds (dropped): stamp audio with the time it will be '
+                 'played, or send it unstamped')
     GAP = 'a gap in the stamps (filled with silence)'
     OVERLAP = 'a duplicated or overlapping message (dropped the repeated part)'
     LATE = 'audio arrived after its frame was generated (dropped)'

@@ -3,7 +3,9 @@
 :class:`VoiceInput` chains the :class:`~dystream_ros.audio.formats.Decoder`, the
 :class:`~dystream_ros.audio.resample.Resampler` and the voice's one
 :class:`~dystream_ros.audio.timeline.StreamTimeline`, carries each message's stamp through the resampler's delay,
-and counts what had to be repaired. The engine reads the timeline; the bag tools use the same placement offline.
+counts what had to be repaired, and measures how late the stream's audio arrives after its stamps (a USB array
+behind a driver buffer delivers 250 ms after capture), so the engine waits as long as this voice needs. The engine
+reads the timeline; the bag tools and the speaker (audio_player_node) use the same placement.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from dystream_ros.audio.formats import AudioFormat, AudioIssue, Decoder
 from dystream_ros.audio.resample import Resampler
 from dystream_ros.audio.timeline import StreamTimeline
 from dystream_ros.units import NS_PER_S, SAMPLE_RATE_HZ
+
+DELAY_WINDOW = 100  # messages behind the delivery delay (1 s of 10 ms messages)
 
 
 class VoiceInput:
@@ -24,6 +28,7 @@ class VoiceInput:
         self.timeline = StreamTimeline(epoch_ns, capacity_s=capacity_s)
         self.issues: Counter[AudioIssue] = Counter()
         self._arrivals: deque[tuple[int, int]] = deque(maxlen=512)  # (written_until after a write, arrival_ns)
+        self._delays_ns: deque[int] = deque(maxlen=DELAY_WINDOW)  # arrival - engine time of the chunk's end
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -46,18 +51,26 @@ class VoiceInput:
         """
         rate = self.decoder.format.sample_rate_hz
         samples, issues = self.decoder.decode(data)
-        if stamp_ns is None:  # plain AudioData: assume the chunk was captured just before it arrived
-            stamp_ns = arrival_ns - len(samples) * NS_PER_S // rate
         inputs_before, outputs_before = self.resampler.inputs_seen, self.resampler.outputs_made
         resampled = self.resampler.process(samples)
         if len(resampled):
-            # the stamp of the first output sample: its time in the input, less the resampling filter's delay
-            first_ns = stamp_ns + round((outputs_before / SAMPLE_RATE_HZ - self.resampler.delay_s
-                                         - inputs_before / rate) * NS_PER_S)
+            first_ns = None  # unstamped: the timeline plays it from its arrival
+            if stamp_ns is not None:
+                # the stamp of the first output sample: its time in the input, less the resampling filter's delay
+                first_ns = stamp_ns + round((outputs_before / SAMPLE_RATE_HZ - self.resampler.delay_s
+                                             - inputs_before / rate) * NS_PER_S)
             issues += self.timeline.write(first_ns, resampled, arrival_ns, shared_offset_ns)
             self._arrivals.append((self.timeline.written_until, arrival_ns))
+            if stamp_ns is not None and AudioIssue.CLOCK_JUMP not in issues:
+                self._delays_ns.append(arrival_ns - self.timeline.time_of(self.timeline.last_placed_end))
         self.issues.update(issues)
         return issues
+
+    @property
+    def delivery_delay_ns(self) -> int:
+        """How late after its sound the audio of this voice has arrived lately (the latest of the last messages: a
+        frame that waits this long loses none of them; 0 for audio that comes on time or early, and unstamped)."""
+        return max(max(self._delays_ns, default=0), 0)
 
     def active(self, now_ns: int, inactive_after_ns: int) -> bool:
         """Whether the voice published within ``inactive_after_ns`` of ``now_ns``."""

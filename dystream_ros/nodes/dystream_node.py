@@ -38,7 +38,7 @@ from dystream_ros.units import STREAMS
 MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # every frame's motion matters
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-AUDIO_DEPTH = 50  # chunks: a burst of messages is not lost
+AUDIO_DEPTH = 1000  # messages: a TTS sends a whole utterance at once (a minute of 40 ms chunks is 1500)
 NECK_TYPES = {'joint_trajectory': JointTrajectory, 'joint_state': JointState}
 POLL_PERIOD_S = 0.01  # how often frames due without new audio are looked for
 LOG_EVERY_S = 5.0  # each kind of input problem is logged at most this often (with a count)
@@ -190,7 +190,7 @@ class DystreamNode(LifecycleNode):
             if output.neck is not None and 'neck' in self._outputs:
                 self._outputs['neck'].publish(conversions.neck_message(output, header, self._settings.neck_output,
                                                            self._now_ns()))
-            latency_ns = max(self._now_ns() - output.completed_ns, 0)
+            latency_ns = max(self._now_ns() - output.due_ns, 0)
             self._outputs['motion'].publish(conversions.face_motion_message(output, header, latency_ns))
             self._latencies_ms.append(latency_ns / 1e6)
             self.frames_published += 1

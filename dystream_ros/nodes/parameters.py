@@ -78,7 +78,8 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
                             (8000, 48000)),
     'partner_channels': (1, 'interleaved channels of partner_audio (downmixed to mono)', (1, 8)),
     'partner_sample_format': ('S16LE', 'encoding of partner_audio: S16LE, S32LE or F32LE', None),
-    'max_wait_ms': (40.0, 'how long past its lookahead a frame waits for late audio before using silence',
+    'max_wait_ms': (500.0, 'the longest a frame waits past its lookahead for a voice whose audio arrives late (each '
+                    'voice is waited for as late as it is measured to arrive, at least 40 ms, at most this)',
                     (0.0, 1000.0)),
     'inactive_after_s': (0.5, 'a voice that published nothing this long is not waited for', (0.05, 10.0)),
     'neck_output': ('joint_trajectory', 'neck command type on neck/command: joint_trajectory '

@@ -1,13 +1,25 @@
 """The face engine: two audio streams in, one face frame (motion, image, neck command) out every 40 ms.
 
 Everything the node does except talking to ROS: audio bytes are decoded, resampled and placed on the engine clock
-(``dystream_ros.audio``), one timeline per voice and one sample index for everything; frame ``t`` is generated as
-soon as both voices have delivered the audio it needs, its 40 ms plus the model's lookahead, or at its deadline with
-silence for a voice that stays quiet or late. Each frame reads its span of each timeline once, for the generator and
-the voice activity. A voice that has not published for ``inactive_after_s`` is not waited for: a partner who never
-speaks, a robot that does not talk, or no audio at all still give a live face at 25 Hz. When the engine falls
-behind, every frame's motion is still generated in order (the motion stays continuous) but only the newest frame is
-rendered.
+(``dystream_ros.audio``), one timeline per voice and one sample index for everything. Each frame reads its span of
+each timeline once, for the generator and the voice activity.
+
+When frame ``t`` (the sound of ``[40 t, 40 t + 40)`` ms on the engine clock) is made and shown:
+
+- **Live audio** (a microphone): as soon as every voice that publishes has delivered the audio it needs, its 40 ms
+  plus the model's lookahead; or at its deadline, with silence for a voice that stays quiet or late. The deadline
+  waits for each voice as long as its audio usually arrives late (its measured delivery delay, at least
+  ``MIN_WAIT_MS``, at most ``max_wait_ms``). A voice that has not published for ``inactive_after_s`` is not waited
+  for: a partner who never speaks, a robot that does not talk, or no audio at all still give a live face at 25 Hz.
+- **Audio ahead of time** (a TTS utterance stamped with the time it will be played, or sent faster than real time):
+  the frame is made ``lead_ms`` before its sound is played and shown when it is played (its ``present_ns``), so the
+  face has no latency for the robot's own voice. The partner's audio of that moment cannot have arrived yet: such a
+  frame hears the partner only as far as it has arrived.
+- **Stamps from another clock** (an old bag replayed as fast as the node keeps up) are not paced: each frame is shown
+  as soon as it is made.
+
+When the engine falls behind, every frame's motion is still generated in order (the motion stays continuous) but only
+the newest frame is rendered; further behind than ``max_backlog_s`` it skips ahead.
 
 Times are integers in nanoseconds on the caller's clock (the node's ROS clock), so the engine runs the same under
 simulated time, in tests and in benchmarks.
@@ -16,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +44,9 @@ if TYPE_CHECKING:
     from dystream_ros.neck import NeckCommand
 
 WARM_UP_S = 1.0  # silence run through the generator and renderer before the first real frame
+MIN_WAIT_MS = 40.0  # how long past its lookahead a frame waits for a voice that delivers on time (publisher jitter)
+DELAY_MARGIN_MS = 10.0  # added to a voice's measured delivery delay
+FRAME_NS = NS_PER_S // FPS
 
 
 class Activity(enum.IntEnum):
@@ -58,10 +74,11 @@ class Neck(Protocol):
 class EngineConfig:
     """When frames are generated, and how long the engine waits for late audio."""
 
-    max_wait_ms: float = 40.0  # past a frame's lookahead, wait this long for late audio before using silence
+    max_wait_ms: float = 500.0  # the longest a frame waits for a voice whose audio arrives late
     inactive_after_s: float = 0.5  # a voice silent on the topic this long is not waited for
-    max_backlog_s: float = 2.0  # further behind than this, skip ahead (frames dropped) rather than catch up
-    buffer_s: float = 10.0  # audio kept per voice
+    max_backlog_s: float = 1.0  # further behind than this, skip ahead (frames dropped) rather than catch up
+    buffer_s: float = 120.0  # audio kept per voice: a minute-long utterance in one message, and room ahead
+    lead_ms: float = 100.0  # audio ahead of time: make each frame this long before it is shown
 
 
 @dataclass
@@ -75,9 +92,15 @@ class FrameOutput:
     self_activity: float
     partner_activity: float
     completed_ns: int  # engine clock: arrival of the audio that completed the frame (or its deadline)
+    present_ns: int | None = None  # engine clock: when its sound is played (audio ahead of time); None: at once
     image: np.ndarray | None = None  # None when the render was dropped to keep up
     neck: NeckCommand | None = None  # joint positions and velocities, when a neck is configured
     stage_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def due_ns(self) -> int:
+        """The earliest the frame could be shown: when its audio was complete, or when its sound is played."""
+        return max(self.completed_ns, self.present_ns or self.completed_ns)
 
 
 @dataclass(frozen=True)
@@ -87,9 +110,16 @@ class VoiceStatus:
     audio_format: AudioFormat  # as declared (parameter or AudioInfo)
     rate_ratio: float  # audio time per stamp time at the last RATE_MISMATCH: 3.0 for 48 kHz declared as 16 kHz
     issues: dict[str, int]  # AudioIssue name -> how often it was repaired
+    delivery_delay_ms: float  # how late after its stamps this voice's audio usually arrives
+    wait_ms: float  # how long past its lookahead a frame waits for this voice
+    max_wait_ms: float  # the longest it may wait (the max_wait_ms parameter)
 
     def explain(self, issue: AudioIssue) -> str:
         """What ``issue`` means for this voice, for a log line."""
+        if issue is AudioIssue.LATE and self.delivery_delay_ms > self.max_wait_ms:
+            return (f'{issue.value}: this voice arrives {self.delivery_delay_ms:.0f} ms after its stamps, longer than '
+                    f'frames wait (max_wait_ms {self.max_wait_ms:.0f}); raise max_wait_ms above that, or fix the '
+                    f'stamps if they are not capture times')
         if issue is not AudioIssue.RATE_MISMATCH:
             return issue.value
         rate, channels = self.audio_format.sample_rate_hz, self.audio_format.channels
@@ -118,13 +148,18 @@ class FaceEngine:
         self.generator = generator
         self.renderer = renderer
         self.neck = neck
-        self.config = config or EngineConfig()
         self._formats = dict(formats or {})
-        self._inactive_ns = int(self.config.inactive_after_s * NS_PER_S)
-        self._max_wait_ns = int(self.config.max_wait_ms * 1e6)
+        self.configure(config or EngineConfig())
         self.reset(start_ns)
 
     # --- the public API ---
+    def configure(self, config: EngineConfig) -> None:
+        """Use ``config`` from the next frame on (its ``buffer_s`` from the next reset)."""
+        self.config = config
+        self._inactive_ns = int(config.inactive_after_s * NS_PER_S)
+        self._max_wait_ns = int(max(config.max_wait_ms, MIN_WAIT_MS) * 1e6)
+        self._lead_ns = int(config.lead_ms * 1e6)
+
     def reset(self, start_ns: int) -> None:
         """Start over at ``start_ns``: empty timelines (in the formats given at construction), frame 0 next."""
         self.epoch_ns = int(start_ns)
@@ -134,6 +169,7 @@ class FaceEngine:
         self.next_frame = 0
         self.frames_dropped = 0
         self.renders_dropped = 0
+        self._scheduled: deque[FrameOutput] = deque()  # made ahead of time, shown at their present_ns
         self.generator.reset(0)
 
     def warm_up(self) -> int:
@@ -148,56 +184,95 @@ class FaceEngine:
 
     def set_format(self, stream: str, audio_format: AudioFormat) -> list[AudioIssue]:
         """Declare the format of a stream (from an AudioInfo message or a parameter)."""
+        self._formats[stream] = audio_format
         return self.voices[stream].set_format(audio_format)
 
     def push(self, stream: str, data: bytes, stamp_ns: int | None, arrival_ns: int) -> list[AudioIssue]:
-        """Add one audio message of ``stream`` ('self' or 'partner'); return what had to be repaired in it."""
+        """Add one audio message of ``stream`` ('self' or 'partner'); return what had to be repaired in it.
+
+        ``stamp_ns`` is the time of its first sample (None: unstamped). Computes nothing: frames come from
+        :meth:`poll`.
+        """
         other = self.voices['partner' if stream == 'self' else 'self']
         return self.voices[stream].push(data, stamp_ns, arrival_ns, other.timeline.offset_ns)
 
     def poll(self, now_ns: int) -> list[FrameOutput]:
-        """Generate every frame that is due at ``now_ns``; render the newest of them."""
+        """Make every frame that is due at ``now_ns``, and return, in order, those to be shown now."""
         self._skip_if_hopelessly_behind(now_ns)
-        outputs = []
+        made = []
         while True:
             ready, completed_ns = self._ready(self.next_frame, now_ns)
             if not ready:
                 break
-            outputs.append(self._generate(self.next_frame, completed_ns))
+            made.append(self._generate(self.next_frame, completed_ns))
             self.next_frame += 1
-        if outputs and self.renderer is not None:
-            started = time.perf_counter()
-            outputs[-1].image = self.renderer.render(outputs[-1].motion)
-            outputs[-1].stage_ms['render'] = (time.perf_counter() - started) * 1e3
-            self.renders_dropped += len(outputs) - 1
-        return outputs
+        self._render(made, now_ns)
+        self._scheduled.extend(made)
+        shown = []
+        while self._scheduled and (self._scheduled[0].present_ns or 0) <= now_ns:
+            shown.append(self._scheduled.popleft())
+        return shown
 
     def status(self) -> EngineStatus:
         """The figures the node reports."""
         voices = {name: VoiceStatus(voice.audio_format, voice.timeline.rate_check.ratio,
-                                    {issue.name: count for issue, count in voice.issues.items()})
+                                    {issue.name: count for issue, count in voice.issues.items()},
+                                    voice.delivery_delay_ns / 1e6, self._wait_ns(voice) / 1e6,
+                                    self._max_wait_ns / 1e6)
                   for name, voice in self.voices.items()}
         return EngineStatus(type(self.generator).__name__, list(self.generator.providers),
                             self.generator.lookahead_ms, self.frames_dropped, self.renders_dropped, voices)
 
     # --- frame timing ---
-    def _deadline_ns(self, frame: int) -> int:
-        return self.epoch_ns + frame_end(self.generator, frame) * NS_PER_S // SAMPLE_RATE_HZ + self._max_wait_ns
+    def _present_ns(self, frame: int) -> int:
+        """When the sound of ``frame`` is played, on the engine clock."""
+        return self.epoch_ns + frame * FRAME_NS
+
+    def _paced(self) -> bool:
+        """Whether frames are shown when their sound is played: the voices' stamps are on the engine clock (or
+        unstamped); stamps from another clock (an old bag) have no such moment here."""
+        return any(voice.timeline.on_engine_clock for voice in self.voices.values())
+
+    def _wait_ns(self, voice: VoiceInput) -> int:
+        """How long past its lookahead a frame waits for ``voice``: as late as its audio usually is."""
+        wait = max(MIN_WAIT_MS * 1e6, voice.delivery_delay_ns + DELAY_MARGIN_MS * 1e6)
+        return int(min(wait, self._max_wait_ns))
 
     def _ready(self, frame: int, now_ns: int) -> tuple[bool, int]:
-        """Whether ``frame`` can be generated now, and when its audio was complete (engine clock)."""
+        """Whether ``frame`` can be made now, and when its audio was complete (engine clock)."""
         need = frame_end(self.generator, frame)
+        need_ns = self.epoch_ns + need * NS_PER_S // SAMPLE_RATE_HZ
+        ahead = self._paced() and now_ns < self._present_ns(frame) - self._lead_ns  # not yet time to make it
         active = [v for v in self.voices.values() if v.active(now_ns, self._inactive_ns)]
-        if active and all(v.timeline.written_until >= need for v in active):
-            return True, max(v.arrival_of(need) or now_ns for v in active)
-        deadline = self._deadline_ns(frame)
-        return now_ns >= deadline, deadline
+        missing = [v for v in active if v.timeline.written_until < need]
+        if active and not missing:
+            return not ahead, max(v.arrival_of(need) or now_ns for v in active)
+        deadline = need_ns + max((self._wait_ns(v) for v in missing), default=MIN_WAIT_MS * 1e6)
+        if self._paced() and self._robot_speaks_soon(frame):
+            # the robot's own voice is here ahead of time: the frame is made in time to be shown with it
+            deadline = min(deadline, self._present_ns(frame) - self._lead_ns)
+        deadline = int(deadline)
+        return now_ns >= deadline and not ahead, max(deadline, self._present_ns(frame) - self._lead_ns)
+
+    def _robot_speaks_soon(self, frame: int) -> bool:
+        """Whether the robot's own voice arrived ahead of time for this frame or for the next moments (as far
+        ahead as a frame may wait), so that the frames leading into its utterance are not held back by the partner."""
+        voice = self.voices['self']
+        start, need = frame * SAMPLES_PER_FRAME, frame_end(self.generator, frame)
+        if voice.timeline.written_until < need:
+            return False
+        arrived = voice.arrival_of(need)
+        if arrived is None or arrived > self.epoch_ns + need * NS_PER_S // SAMPLE_RATE_HZ - FRAME_NS // 2:
+            return False  # live audio (a microphone) arrives after its sound: it cannot be shown before it is heard
+        horizon = (self._lead_ns + self._max_wait_ns) * SAMPLE_RATE_HZ // NS_PER_S
+        return bool(voice.timeline.heard(start, need + horizon).any())
 
     def _skip_if_hopelessly_behind(self, now_ns: int) -> None:
-        behind_ns = now_ns - self._deadline_ns(self.next_frame)
+        need_ns = self.epoch_ns + frame_end(self.generator, self.next_frame) * NS_PER_S // SAMPLE_RATE_HZ
+        behind_ns = now_ns - need_ns - self._max_wait_ns
         if behind_ns <= self.config.max_backlog_s * NS_PER_S:
             return
-        skip = int(behind_ns // (NS_PER_S // FPS))
+        skip = int(behind_ns // FRAME_NS)
         self.frames_dropped += skip
         self.next_frame += skip
         self.generator.reset(self.next_frame)  # the model's stream restarts at the new frame
@@ -210,9 +285,12 @@ class FaceEngine:
         audio, activity = {}, {}
         for name, voice in self.voices.items():
             samples = voice.timeline.read(span_start, need)  # the one read of this frame's audio
-            voice.timeline.consume(need)
-            frame_samples = samples[start - span_start:start - span_start + SAMPLES_PER_FRAME]  # its own 40 ms
-            activity[name] = self.activity[name].update(frame_samples)
+            own = slice(start - span_start, start - span_start + SAMPLES_PER_FRAME)  # the frame's own 40 ms
+            heard = voice.timeline.heard(start, start + SAMPLES_PER_FRAME)
+            activity[name] = self.activity[name].update(samples[own], heard)
+            # audio that has not arrived when a frame is made ahead of time is not late: it was never waited for
+            voice.timeline.consume(need if completed_ns >= self._present_ns(frame) else
+                                   min(need, voice.timeline.written_until))
             audio[name] = samples[first - span_start:]
         started = time.perf_counter()
         motion = self._clipped(self.generator.step(frame, audio['self'], audio['partner']).motion)
@@ -220,11 +298,25 @@ class FaceEngine:
         speaking, listening = activity['self'] > 0, activity['partner'] > 0
         state = (Activity.OVERLAP if speaking and listening else Activity.SPEAKING if speaking
                  else Activity.LISTENING if listening else Activity.SILENT)
+        present_ns = self._present_ns(frame) if self._paced() else None
         output = FrameOutput(frame, self._stamp_of(start), motion, state, activity['self'], activity['partner'],
-                             completed_ns, stage_ms=dict(self.generator.stage_ms) or {'generate': generate_ms})
+                             completed_ns, present_ns,
+                             stage_ms=dict(self.generator.stage_ms) or {'generate': generate_ms})
         if self.neck is not None:
             output.neck = self.neck.step(motion, 1.0 / FPS)
         return output
+
+    def _render(self, made: list[FrameOutput], now_ns: int) -> None:
+        """Render the frames that will be shown later (there is time) and the newest; drop the rest to keep up."""
+        if self.renderer is None:
+            return
+        for output in made:
+            if output is made[-1] or (output.present_ns or 0) >= now_ns:
+                started = time.perf_counter()
+                output.image = self.renderer.render(output.motion)
+                output.stage_ms['render'] = (time.perf_counter() - started) * 1e3
+            else:
+                self.renders_dropped += 1
 
     @staticmethod
     def _clipped(motion: np.ndarray) -> np.ndarray:
