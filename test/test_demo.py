@@ -8,6 +8,7 @@ picture against the loudness of the sound track.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def test_the_report_counts_the_pictures_a_viewer_missed(demo: dict) -> None:
     assert summary['node_exit_code'] == 0
     assert summary['frames_in_conversation'] <= summary['video_frames'] == SECONDS * FPS
     assert summary['frames_published'] > summary['frames_in_conversation']  # idle frames before the replay
+    assert summary['machine_load']['cpus'] == os.cpu_count()  # what else ran meanwhile
     for count in ('images_missing', 'images_late'):
         assert 0 <= summary[count] < summary['video_frames']
         assert summary[f'{count}_percent'] == round(100 * summary[count] / summary['video_frames'], 1)

@@ -8,7 +8,7 @@ records what the node publishes, and writes:
   names (the frames the node published before the conversation began are not in it);
 - ``out/demo_latency.json``: sound-to-picture latency (p50, p99, max), frames published and dropped, and the
   video frames with no image of their own (missing) or whose image came late (see
-  :func:`~dystream_ros.apps.graph_run.image_delivery`).
+  :func:`~dystream_ros.apps.graph_run.image_delivery`), and how busy the machine was meanwhile.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def run_demo(out: Path, size: int = 512, bag: Path | None = None, installed: boo
     from sensor_msgs.msg import Image
 
     from dystream_ros.apps.bag_tools import read_conversation
+    from dystream_ros.apps.bench import MachineLoad
     from dystream_ros.apps.graph_run import GraphRun, Received, image_delivery
     from dystream_ros.apps.video import frames_by_stamp, held, mix, video_frame_of, write_mp4
     from dystream_ros.msg import FaceMotion
@@ -42,8 +43,8 @@ def run_demo(out: Path, size: int = 512, bag: Path | None = None, installed: boo
     bag = bag or demo_bag()
     log_path = out / 'demo_node.log'
     print(f'[demo] starting dystream_node (log: {log_path})', flush=True)
-    with GraphRun({'image_size': size}, listener='dystream_demo_recorder', log_path=log_path,
-                  installed=installed) as graph:
+    with MachineLoad() as load, GraphRun({'image_size': size}, listener='dystream_demo_recorder',
+                                         log_path=log_path, installed=installed) as graph:
         received_images = graph.subscribe(Image, 'face/image', qos_profile_sensor_data,
                                           keep=lambda m: (stamp_ns(m.header.stamp), bytes(m.data)))
         received_motions = graph.subscribe(FaceMotion, 'face/motion', QoSProfile(depth=200))
@@ -73,6 +74,7 @@ def run_demo(out: Path, size: int = 512, bag: Path | None = None, installed: boo
         'frames_dropped': sum(b - a - 1 for a, b in zip(indices, indices[1:]) if b > a + 1),
         **delivery,
         'node_exit_code': graph.returncode,
+        'machine_load': load.figures(),
     }
     (out / 'demo_latency.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary

@@ -48,8 +48,9 @@ def image_delivery(images: list[Received[int]], start_ns: int, frames: int) -> d
 
     ``images_missing``: frames with no image of their own (a display, or the demo video, repeats the one before).
     ``images_late``: images that arrived more than one frame period after their due time, the due time being the
-    image's stamp plus the run's median delay (the steady 25 Hz pace a display expects): stalls that a latency
-    median hides and that a viewer sees as a frozen face.
+    image's stamp plus the run's usual delay (the median of arrival less stamp, so a stamp may be on any clock):
+    the steady pace a display expects, and what a viewer sees as a frozen face when an image misses it. (The
+    latency figures say how long the usual delay is.)
     """
     delays_ns: dict[int, int] = {}  # video frame -> arrival less stamp of its first image
     for arrival_ns, stamp in images:
