@@ -113,9 +113,10 @@ def test_image_delivery_counts_missing_and_late_images_on_the_sound_timeline() -
     del images[40:45]  # five pictures that never came
     images[10] = Received(images[10].received_ns + 2 * FRAME_NS, images[10].value)  # late: a display stalls
     images[11] = Received(images[11].received_ns + FRAME_NS // 2, images[11].value)  # within a frame: on time
+    images[60:80] = [Received(arrival + NS_PER_S // 2, stamp) for arrival, stamp in images[60:80]]  # a stall
     idle = [Received(n, n) for n in range(2_000_000_000 * NS_PER_S, 2_000_000_010 * NS_PER_S, FRAME_NS)]
     jittered = [Received(arrival + 3_000_000, stamp + 3_000_000) for arrival, stamp in images]  # stamp jitter
     for received in (images, idle + jittered, images + images[::7]):  # idle frames on the node's clock, repeats
         report = image_delivery(received, start, frames)
         assert report == {'video_frames': 100, 'images_missing': 5, 'images_missing_percent': 5.0,
-                          'images_late': 1, 'images_late_percent': 1.0}
+                          'images_late': 21, 'images_late_percent': 21.0}
