@@ -133,6 +133,23 @@ def test_an_engine_that_stalled_skips_ahead_instead_of_lagging_for_ever() -> Non
     assert [o.index for o in outputs] == list(range(outputs[0].index, outputs[-1].index + 1))
 
 
+def test_an_engine_short_of_cpu_sheds_images_then_euler_steps_and_keeps_every_frame_of_motion() -> None:
+    audio = _bursts(4.0)
+    engine = FaceEngine(StreamingGenerator(), _Canvas(), start_ns=0)
+    outputs = []
+    for now in range(10 * MS, 4 * NS, 10 * MS):
+        k = now * SAMPLE_RATE_HZ // NS
+        engine.push('self', _s16(audio[k - 160:k]), now - 10 * MS, now)
+        if not 1 * NS <= now < 1300 * MS:  # the process got no CPU for 300 ms
+            outputs += engine.poll(now)
+    assert [o.index for o in outputs] == list(range(len(outputs)))  # every frame's motion, in order
+    stalled = [o for o in outputs if 1000 * MS < o.completed_ns < 1300 * MS]
+    assert stalled and all(o.image is None for o in stalled)  # late frames got no image
+    assert engine.status().frames_light >= 3  # the latest of them were sampled with fewer Euler steps
+    assert all(o.image is not None for o in outputs if o.completed_ns > 1500 * MS)  # caught up
+    assert engine.status().frames_dropped == 0
+
+
 def _push_real_time(engine: FaceEngine, pcm: bytes, frame_bytes: int, true_rate: int, seconds: float,
                     chunk_s: float = 0.032) -> list[AudioIssue]:
     """Publish ``pcm`` recorded at ``true_rate`` in real time, stamped with capture times (whatever is declared)."""

@@ -33,6 +33,10 @@ class AmplitudeGenerator:
         """Start a new stream: the jaw closed."""
         self._level = 0.0
 
+    def shed(self, light: bool) -> bool:  # noqa: ARG002
+        """Nothing to shed: a frame is one RMS."""
+        return False
+
     def input_start(self, frame: int) -> int:
         """The frame's own samples, nothing before or after."""
         return frame * SAMPLES_PER_FRAME

@@ -47,6 +47,10 @@ WARM_UP_S = 1.0  # silence run through the generator and renderer before the fir
 MIN_WAIT_MS = 40.0  # how long past its lookahead a frame waits for a voice that delivers on time (publisher jitter)
 DELAY_MARGIN_MS = 10.0  # added to a voice's measured delivery delay
 FRAME_NS = NS_PER_S // FPS
+# Falling behind (a busy CPU), the engine sheds work but keeps publishing every frame's motion: a frame this late gets
+# no image, and this late it is sampled with fewer Euler steps; further behind than max_backlog_s it skips ahead.
+SHED_RENDER_AFTER_MS = 80.0
+SHED_STEPS_AFTER_MS = 160.0
 
 
 class Activity(enum.IntEnum):
@@ -136,6 +140,7 @@ class EngineStatus:
     lookahead_ms: int
     frames_dropped: int  # frames skipped because the engine fell too far behind
     renders_dropped: int  # frames whose image was not rendered to keep up
+    frames_light: int  # frames sampled with fewer Euler steps to keep up
     voices: dict[str, VoiceStatus]
 
 
@@ -169,6 +174,7 @@ class FaceEngine:
         self.next_frame = 0
         self.frames_dropped = 0
         self.renders_dropped = 0
+        self.frames_light = 0
         self._scheduled: deque[FrameOutput] = deque()  # made ahead of time, shown at their present_ns
         self.generator.reset(0)
 
@@ -204,6 +210,9 @@ class FaceEngine:
             ready, completed_ns = self._ready(self.next_frame, now_ns)
             if not ready:
                 break
+            due_ns = max(completed_ns, self._present_ns(self.next_frame)) if self._paced() else completed_ns
+            if self.generator.shed(now_ns - due_ns > SHED_STEPS_AFTER_MS * 1e6):
+                self.frames_light += 1
             made.append(self._generate(self.next_frame, completed_ns))
             self.next_frame += 1
         self._render(made, now_ns)
@@ -221,7 +230,8 @@ class FaceEngine:
                                     self._max_wait_ns / 1e6)
                   for name, voice in self.voices.items()}
         return EngineStatus(type(self.generator).__name__, list(self.generator.providers),
-                            self.generator.lookahead_ms, self.frames_dropped, self.renders_dropped, voices)
+                            self.generator.lookahead_ms, self.frames_dropped, self.renders_dropped,
+                            self.frames_light, voices)
 
     # --- frame timing ---
     def _present_ns(self, frame: int) -> int:
@@ -307,11 +317,13 @@ class FaceEngine:
         return output
 
     def _render(self, made: list[FrameOutput], now_ns: int) -> None:
-        """Render the frames that will be shown later (there is time) and the newest; drop the rest to keep up."""
+        """Render the frames that will be shown later (there is time) and the newest unless it is already late;
+        drop the rest to keep up."""
         if self.renderer is None:
             return
         for output in made:
-            if output is made[-1] or (output.present_ns or 0) >= now_ns:
+            newest_in_time = output is made[-1] and now_ns - output.due_ns <= SHED_RENDER_AFTER_MS * 1e6
+            if newest_in_time or (output.present_ns or 0) >= now_ns:
                 started = time.perf_counter()
                 output.image = self.renderer.render(output.motion)
                 output.stage_ms['render'] = (time.perf_counter() - started) * 1e3

@@ -39,6 +39,7 @@ class Generator(Protocol):
     def input_start(self, frame: int) -> int: ...  # noqa: D102 (see the module docstring)
     def step(self, frame: int, self_audio: np.ndarray, partner_audio: np.ndarray) -> MotionFrame: ...  # noqa: D102
     def reset(self, first_frame: int = 0) -> None: ...  # noqa: D102
+    def shed(self, light: bool) -> bool: ...  # noqa: D102 (fewer Euler steps while light; False: nothing to shed)
 
 
 def lookahead_samples(generator: Generator) -> int:

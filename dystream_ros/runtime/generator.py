@@ -33,6 +33,8 @@ from dystream_ros.runtime.frames import MotionFrame, check_clip, check_step_audi
 from dystream_ros.runtime.onnx_backend import OnnxBackend
 from dystream_ros.units import SAMPLES_PER_FRAME, STREAMS
 
+SHED_STEPS = 2  # Euler steps while the engine sheds work (the torch backend; ONNX graphs have their steps built in)
+
 if TYPE_CHECKING:
     from dystream_ros.model.config import ModelConfig
 
@@ -42,6 +44,7 @@ class Backend(Protocol):
 
     name: str
     providers: list[str]
+    light: bool  # sample with SHED_STEPS Euler steps (only where the backend can)
 
     def encoder_start(self, stream: str) -> Any: ...  # noqa: D102 (documented on TorchBackend)
     def encode(self, stream: str, window: np.ndarray, state: Any) -> tuple[Any, Any]: ...  # noqa: D102
@@ -61,14 +64,19 @@ class TorchBackend:
         self.providers = [f'torch:{self.device.type}']
         self.masks = guidance.mask_tensor(self.device)
         self.coefficients = guidance.coefficient_tensor(self.device)
-        self.sigmas = sigma_schedule(steps, model.config.sigma_min)
         self.encoders = {'self': model.self_encoder, 'partner': model.partner_encoder}
         with torch.inference_mode():
             self.silence = {name: enc.silence() for name, enc in self.encoders.items()}  # (state, feature)
-            # The time modulations depend only on the fixed sigmas: computed once, not per frame.
-            self.time_mods = [model.head.time_modulation(torch.full((1,), s, device=self.device))
-                              for s in self.sigmas[:-1]]
+            # The time modulations depend only on the fixed sigmas: computed once per schedule, not per frame.
+            self.schedules = {light: self._schedule(min(steps, SHED_STEPS) if light else steps)
+                              for light in (False, True)}
+        self.light = False  # sample with fewer Euler steps (the engine sheds work when it falls behind)
         self._prefix: tuple[bytes, KVCache] | None = None
+
+    def _schedule(self, steps: int) -> tuple[list[float], list]:
+        """Noise levels of ``steps`` Euler steps and the head's time modulation at each."""
+        sigmas = sigma_schedule(steps, self.model.config.sigma_min)
+        return sigmas, [self.model.head.time_modulation(torch.full((1,), s, device=self.device)) for s in sigmas[:-1]]
 
     def encoder_start(self, stream: str) -> torch.Tensor:
         """Encoder state after endless silence."""
@@ -97,7 +105,7 @@ class TorchBackend:
             rope = tuple(r.to(self.device) for r in rope_at(position, config))
             motion = self.model.step(self._tensor(prev), feat_self, feat_partner, self._tensor(anchor),
                                      self._tensor(noise), self.masks, self.coefficients, cache, rope,
-                                     cache_slot(position, config).to(self.device), self.sigmas, self.time_mods)
+                                     cache_slot(position, config).to(self.device), *self.schedules[self.light])
         return motion[0].cpu().numpy(), cache
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -184,6 +192,12 @@ class StreamingGenerator:
     def providers(self) -> list[str]:
         """What runs the model: ``['torch:cpu']`` or the ONNX Runtime execution providers in use."""
         return list(self.backend.providers)
+
+    def shed(self, light: bool) -> bool:
+        """Sample with fewer Euler steps (``SHED_STEPS``) while ``light``; return whether this backend can (the ONNX
+        graphs have their steps built in)."""
+        self.backend.light = light and self.backend.name == 'torch'
+        return self.backend.light
 
     # --- streaming ---
     def reset(self, first_frame: int = 0, *, anchor: np.ndarray | None = None, seed: int | None = None) -> None:

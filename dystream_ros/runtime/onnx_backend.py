@@ -181,6 +181,7 @@ class OnnxBackend:
     """Runs the exported graphs with ONNX Runtime; the StreamingGenerator backend for ``backend='onnx'``."""
 
     name = 'onnx'
+    light = False  # the Euler steps are built into the graph: none can be shed
 
     def __init__(self, folder: str | os.PathLike[str], num_threads: int = 0) -> None:
         import onnxruntime as ort
