@@ -9,7 +9,9 @@ the present (``dystream bag replay --restamp``: a stamp is then the wall-clock t
 sound), and receives the face images here, in a third. A frame's latency is the arrival time of its image minus
 the end of the 40 ms of sound it shows: the model's lookahead, the wait for the audio message, generation,
 rendering, publishing and transport. The node's own per-stage means come from its /diagnostics. CPU and memory are
-read from /proc for the node process. The ratio against the baseline is printed with the figures.
+read from /proc for the node process. The ratio against the baseline is printed with the figures. Each system's
+figures say how the images reached the display (frames with no image of their own, images late: see
+``image_delivery``) and how busy the machine was meanwhile (``machine_load``).
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from dystream_ros.apps.graph_run import GraphRun
+    from dystream_ros.apps.bench import MachineLoad
+    from dystream_ros.apps.graph_run import GraphRun, image_delivery
     from dystream_ros.msg import AudioDataStamped, FaceMotion
     from dystream_ros.nodes.conversions import stamp_ns
 
@@ -65,7 +68,7 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     # a history of 20 images (what the 16 MB shared-memory segment holds) lets it catch up without losing any
     image_qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT)
     parameters = {'generator': generator, 'image_size': size, 'backend': backend}
-    with GraphRun(parameters, listener='dystream_bench_e2e') as graph:
+    with MachineLoad() as load, GraphRun(parameters, listener='dystream_bench_e2e') as graph:
         images = graph.subscribe(Image, 'face/image', image_qos, keep=lambda m: stamp_ns(m.header.stamp))
         # frames from before the first sound reached the node (the replay starting up) or after the last (it
         # ended) show no sound, so they have no sound-to-picture latency: only frames between the two are measured
@@ -85,6 +88,7 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
         msg = 'no audio reached the node: did the replay start?'
         raise RuntimeError(msg)
     start_ns, end_ns = max(start_ns, sounds[0].value), sounds[-1].value - SOUND_MARGIN_NS
+    delivery = image_delivery(images, start_ns, int((end_ns - start_ns) // FRAME_NS) + 1)
     images = [(arrival, stamp) for arrival, stamp in images if start_ns <= stamp <= end_ns]
     latencies = np.array([(arrival - stamp - FRAME_NS) / 1e6 for arrival, stamp in images])
     LATENCIES[generator] = latencies
@@ -99,6 +103,7 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
         'latency_p99_ms': round(float(np.percentile(latencies, 99)), 1),
         'latency_max_ms': round(float(latencies.max()), 1),
         'images_measured': int(len(latencies)),
+        **delivery,
         'frames_dropped': lost + int(stages.get('frames_dropped', 0)),
         'renders_dropped': int(stages.get('renders_dropped', 0)),
         'cpu_percent': round(cpu_percent, 1),
@@ -107,6 +112,7 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
                          if '_audio_' in key and not key.endswith('_per_s')},
         'stages_ms': {key.removesuffix('_ms_mean').removesuffix('_ms'): float(value) for key, value in stages.items()
                       if key.endswith('_ms_mean') or key == 'lookahead_ms'},
+        'machine_load': load.figures(),
     }
 
 

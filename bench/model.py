@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dystream_ros.apps.bench import MachineLoad
 from dystream_ros.audio import crop
 from dystream_ros.model import DyStream, Guidance, ModelConfig
 from dystream_ros.model.dystream import frame_position
@@ -230,12 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, object] = {
         'threads': args.threads, 'machine': platform.processor() or platform.machine(),
         'torch': torch.__version__, 'frame_ms': 40.0, 'targets': TARGETS, 'configs': {}}
-    with tempfile.TemporaryDirectory(prefix='dystream_bench_') as tmp:
+    with MachineLoad() as load, tempfile.TemporaryDirectory(prefix='dystream_bench_') as tmp:
         onnx_root = args.onnx_dir or Path(tmp)
         for name in args.configs.split(','):
             backends = (args.official_backends if name == 'official' else args.backends).split(',')
             report['configs'][name] = bench_config(name, [b for b in backends if b], args.frames,
                                                    args.baseline_frames, args.warmup, onnx_root, not args.json)
+    report['machine_load'] = load.figures()
     configs = report['configs']
     checks = {}
     if 'tiny' in configs and 'onnx' in configs['tiny']['backends']:
@@ -256,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'          {backend:6s} {stats["ms_per_frame"]:8.2f} ms/frame (p90 {stats["p90_ms"]:.2f})'
                       f'  x{stats["speedup_vs_recompute"]:.1f} vs recompute  {stats["providers"]}')
         print(f'targets met: {checks}')
+        print(load.line())
     return 0
 
 

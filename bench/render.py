@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--renderers', default='stylised,photo', help='comma-separated renderers')
     args = parser.parse_args(argv)
 
+    from dystream_ros.apps.bench import MachineLoad
     from dystream_ros.face.renderers import make_renderer
 
     cv2.setNumThreads(1)
@@ -101,23 +102,25 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {'size': args.size, 'frames': args.frames, 'threads': 1, 'budget_ms': BUDGET_MS,
                     'cpu': _cpu_name(), 'renderers': {}}
     photo = None
-    for kind in args.renderers.split(','):
-        start = time.perf_counter()
-        renderer = make_renderer(kind, size=args.size, portrait=args.portrait if kind == 'photo' else None)
-        build_s = time.perf_counter() - start
-        times = time_frames(renderer.render, motion)
-        report['renderers'][kind] = {'ms_per_frame': round(float(np.median(times)), 3),
-                                     'p95_ms': round(float(np.percentile(times, 95)), 3),
-                                     'max_ms': round(float(np.max(times)), 3), 'build_s': round(build_s, 3),
-                                     'within_budget': bool(np.median(times) <= BUDGET_MS)}
-        if kind == 'photo':
-            photo = renderer
-    if photo is not None and args.baseline_frames > 0:
-        times = time_frames(per_triangle_baseline(photo), motion[:args.baseline_frames], warmup=1)
-        base_ms = float(np.median(times))
-        report['baseline'] = {'name': 'photo warp, one cv2.warpAffine per triangle',
-                              'ms_per_frame': round(base_ms, 3), 'frames': args.baseline_frames}
-        report['speedup_vs_baseline'] = round(base_ms / report['renderers']['photo']['ms_per_frame'], 2)
+    with MachineLoad() as load:
+        for kind in args.renderers.split(','):
+            start = time.perf_counter()
+            renderer = make_renderer(kind, size=args.size, portrait=args.portrait if kind == 'photo' else None)
+            build_s = time.perf_counter() - start
+            times = time_frames(renderer.render, motion)
+            report['renderers'][kind] = {'ms_per_frame': round(float(np.median(times)), 3),
+                                         'p95_ms': round(float(np.percentile(times, 95)), 3),
+                                         'max_ms': round(float(np.max(times)), 3), 'build_s': round(build_s, 3),
+                                         'within_budget': bool(np.median(times) <= BUDGET_MS)}
+            if kind == 'photo':
+                photo = renderer
+        if photo is not None and args.baseline_frames > 0:
+            times = time_frames(per_triangle_baseline(photo), motion[:args.baseline_frames], warmup=1)
+            base_ms = float(np.median(times))
+            report['baseline'] = {'name': 'photo warp, one cv2.warpAffine per triangle',
+                                  'ms_per_frame': round(base_ms, 3), 'frames': args.baseline_frames}
+            report['speedup_vs_baseline'] = round(base_ms / report['renderers']['photo']['ms_per_frame'], 2)
+    report['machine_load'] = load.figures()
     if args.json:
         print(json.dumps(report))
     else:
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if 'baseline' in report:
             print(f' baseline: {report["baseline"]["ms_per_frame"]:7.2f} ms/frame ({report["baseline"]["name"]}); '
                   f'photo avatar is {report["speedup_vs_baseline"]:.1f}x faster')
+        print(load.line())
     return 0 if all(r['within_budget'] for r in report['renderers'].values()) else 1
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def test_bench_render_prints_ms_per_frame_per_renderer_as_json(capsys):
     for figures in report['renderers'].values():
         assert 0.0 < figures['ms_per_frame'] <= figures['max_ms']
     assert report['size'] == 256 and report['threads'] == 1 and report['baseline']['ms_per_frame'] > 0
+    assert report['machine_load']['cpus'] == os.cpu_count()  # what else ran meanwhile, next to the figures
     assert code == (0 if all(r['within_budget'] for r in report['renderers'].values()) else 1)
 
 

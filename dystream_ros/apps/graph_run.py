@@ -19,11 +19,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
+import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 
+from dystream_ros.apps.video import FRAME_NS, video_frame_of
 from dystream_ros.errors import DystreamError
 from dystream_ros.msg import FaceMotion
 
@@ -38,6 +40,32 @@ class Received(NamedTuple, Generic[T]):
 
     received_ns: int  # system clock, as the middleware saw it: this process being busy does not delay it
     value: T  # the message, or what ``keep`` took from it
+
+
+def image_delivery(images: list[Received[int]], start_ns: int, frames: int) -> dict[str, int | float]:
+    """How the face images of ``frames`` frames of audio time from ``start_ns`` reached a display here (``images``:
+    the header stamp of each image received, with its arrival).
+
+    ``images_missing``: frames with no image of their own (a display, or the demo video, repeats the one before).
+    ``images_late``: images that arrived more than one frame period after their due time, the due time being the
+    image's stamp plus the run's usual delay (the median of arrival less stamp, so a stamp may be on any clock):
+    the steady pace a display expects, and what a viewer sees as a frozen face when an image misses it. (The
+    latency figures say how long the usual delay is.)
+    """
+    delays_ns: dict[int, int] = {}  # video frame -> arrival less stamp of its first image
+    for arrival_ns, stamp in images:
+        index = video_frame_of(stamp, start_ns)
+        if 0 <= index < frames:
+            delays_ns.setdefault(index, arrival_ns - stamp)
+    delays = np.array(list(delays_ns.values()))
+    late = int((delays > np.median(delays) + FRAME_NS).sum()) if len(delays) else 0
+    missing = frames - len(delays_ns)
+    return {'video_frames': frames, 'images_missing': missing, 'images_missing_percent': _percent(missing, frames),
+            'images_late': late, 'images_late_percent': _percent(late, frames)}
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100 * part / whole, 1) if whole else 0.0
 
 
 def node_command(parameters: Mapping[str, object], installed: bool = False) -> list[str]:

@@ -13,20 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import soundfile
 
-from dystream_ros.data.sample import read_any_audio
 from dystream_ros.errors import DataError
-from dystream_ros.runtime.frames import stream_clip
+from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
 if TYPE_CHECKING:
     from dystream_ros.runtime.frames import Generator
-from dystream_ros.units import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+
+FRAME_NS = NS_PER_S // FPS
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: Path, audio: np.ndarray | None = None, fps: int = FPS) -> int:
     """Encode RGB frames (H, W, 3) uint8 to ``path`` with optional 16 kHz mono audio; return the frame count."""
     import imageio_ffmpeg
+    import soundfile
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +54,39 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, audio: np.ndarray | None
     return count
 
 
+def video_frame_of(stamp_ns: int, start_ns: int) -> int:
+    """The video frame that shows the face frame stamped ``stamp_ns`` (the audio time of its first sample), in a
+    video whose sound starts at audio time ``start_ns``: the nearest 40 ms step, so stamp jitter moves nothing."""
+    return round((stamp_ns - start_ns) / FRAME_NS)
+
+
+def frames_by_stamp(images: Iterable[tuple[int, np.ndarray]], start_ns: int, count: int) -> list[np.ndarray | None]:
+    """The ``count`` video frames of a recording of (stamp, image) pairs: each image at the frame of its stamp, on
+    the timeline of a sound track that starts at audio time ``start_ns``; None where no image has that stamp.
+
+    Arrival order and count play no part: images stamped outside the sound (a node's idle frames before the audio
+    began, on its own clock) have no place, and a lost image leaves a gap instead of pulling later ones forward.
+    """
+    frames: list[np.ndarray | None] = [None] * count
+    for stamp_ns, image in images:
+        index = video_frame_of(stamp_ns, start_ns)
+        if 0 <= index < count and frames[index] is None:
+            frames[index] = image
+    return frames
+
+
+def held(frames: list[np.ndarray | None]) -> Iterator[np.ndarray]:
+    """The frames with every gap showing the image before it (the first image where the video starts with a gap),
+    as a display holds its last picture."""
+    last = next((frame for frame in frames if frame is not None), None)
+    if last is None:
+        msg = 'no image is stamped within the time of the sound track'
+        raise DataError(msg)
+    for frame in frames:
+        last = last if frame is None else frame
+        yield last
+
+
 def mix(self_audio: np.ndarray, partner_audio: np.ndarray) -> np.ndarray:
     """Both voices in one track, as someone in the room hears them, peak-normalised to -1 dBFS."""
     n = max(len(self_audio), len(partner_audio))
@@ -67,6 +100,8 @@ def mix(self_audio: np.ndarray, partner_audio: np.ndarray) -> np.ndarray:
 def stream_motion(generator: Generator, self_audio: np.ndarray, partner_audio: np.ndarray) -> Iterator[np.ndarray]:
     """Motion frames (motion_dim,) of whole clips, stepped as the engine steps them live; the end of the clip is
     followed by the model's lookahead of silence so that every frame of the clip is produced."""
+    from dystream_ros.runtime.frames import stream_clip
+
     frames = -(-max(len(self_audio), len(partner_audio)) // SAMPLES_PER_FRAME)  # ceil
     return (frame.motion for frame in stream_clip(generator, self_audio, partner_audio, frames))
 
@@ -87,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     """Render the video with a progress bar."""
     from tqdm import tqdm
 
+    from dystream_ros.data.sample import read_any_audio
     from dystream_ros.face.renderers import make_renderer
     from dystream_ros.runtime.generator import StreamingGenerator
 

@@ -1,0 +1,28 @@
+"""Every benchmark result says how busy the machine was while it ran (``dystream_ros.apps.bench.MachineLoad``)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from dystream_ros.apps.bench import MachineLoad
+
+BUSY_S = 1.0
+BUSY = f'import time\nstart = time.process_time()\nwhile time.process_time() - start < {BUSY_S}: pass'
+
+
+def test_the_benchmark_and_the_processes_it_waits_for_count_as_this_run_and_the_rest_as_other_processes() -> None:
+    with MachineLoad() as load:
+        subprocess.run([sys.executable, '-c', BUSY], check=True)  # a child the benchmark waits for: its own work
+        started = time.process_time()
+        while time.process_time() - started < BUSY_S:  # and its own process
+            pass
+    assert load.own_cpu_s >= 2 * BUSY_S
+    # what /proc/stat counted busy beyond that is other processes' (this box is shared: some, never negative)
+    assert load.others_cpu_s >= 0 and load.own_percent + load.others_percent <= 100 * 1.05
+    figures = load.figures()
+    assert figures['cpus'] == os.cpu_count()
+    assert figures['cpu_percent_this_run'] == round(100 * load.own_cpu_s / (load.wall_s * os.cpu_count()), 1)
+    assert figures['load_average_before'] >= 0 and figures['load_average_after'] >= 0
+    assert f'{os.cpu_count()} CPUs' in load.line()
