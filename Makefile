@@ -36,9 +36,10 @@ model: corpus
 eval: setup
 	$(VENV)/bin/dystream eval --report docs/eval.md --plots docs
 
-## bench: the latency benchmark in a ROS graph with this Makefile's DDS settings (docs/performance.md)
+## bench: the latency benchmarks in a ROS graph (docs/performance.md): sound to picture, and speaker to face
 bench: setup
 	$(VENV)/bin/dystream bench e2e --backend onnx --plots docs --json
+	$(VENV)/bin/dystream bench speaker --json
 
 ## constraints: re-pin requirements/constraints.txt from what is installed in .venv
 constraints:

@@ -1,6 +1,7 @@
 """Every benchmark result says how busy the machine was while it ran (``dystream_ros.apps.bench.MachineLoad``)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,3 +27,15 @@ def test_the_benchmark_and_the_processes_it_waits_for_count_as_this_run_and_the_
     assert figures['cpu_percent_this_run'] == round(100 * load.own_cpu_s / (load.wall_s * os.cpu_count()), 1)
     assert figures['load_average_before'] >= 0 and figures['load_average_after'] >= 0
     assert f'{os.cpu_count()} CPUs' in load.line()
+
+
+def test_the_speaker_benchmark_finds_face_and_speaker_within_a_frame() -> None:
+    """``dystream bench speaker``: a TTS stamped ahead, dystream_node and audio_player_node on a virtual speaker."""
+    command = [sys.executable, '-m', 'dystream_ros.cli', 'bench', 'speaker', '--json', '--utterances', '1',
+               '--size', '128']
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report['images_measured'] >= 0.9 * report['images_expected'], report
+    assert report['targets_met']['offset_p99_ms_le_40'], report
+    assert 'machine_load' in report and 'baseline_amplitude' in report

@@ -269,10 +269,11 @@ class FaceEngine:
         ahead as a frame may wait), so that the frames leading into its utterance are not held back by the partner."""
         voice = self.voices['self']
         start, need = frame * SAMPLES_PER_FRAME, frame_end(self.generator, frame)
-        if voice.timeline.written_until < need:
-            return False
-        arrived = voice.arrival_of(need)
-        if arrived is None or arrived > self.epoch_ns + need * NS_PER_S // SAMPLE_RATE_HZ - FRAME_NS // 2:
+        # the robot's audio up to the frame's lookahead, or up to the end of its utterance (nothing more is coming
+        # for that utterance: its last frames are not held back waiting for a lookahead of silence)
+        covered = min(need, voice.timeline.written_until)
+        arrived = voice.arrival_of(covered)
+        if covered <= start or arrived is None or arrived > voice.timeline.time_of(covered) - FRAME_NS // 2:
             return False  # live audio (a microphone) arrives after its sound: it cannot be shown before it is heard
         horizon = (self._lead_ns + self._max_wait_ns) * SAMPLE_RATE_HZ // NS_PER_S
         return bool(voice.timeline.heard(start, need + horizon).any())
