@@ -38,7 +38,11 @@ from dystream_ros.units import STREAMS
 MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # every frame's motion matters
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-AUDIO_DEPTH = 50  # chunks: a burst of messages is not lost
+# Messages queued per audio subscription. A TTS publishes a whole utterance at once, faster than real time: a
+# minute of 32 ms chunks is about 1900 messages, which arrive while the node is busy with one frame. The queue holds
+# a burst of half a minute of such chunks (they cost only their bytes while they wait), so none is lost for arriving
+# early.
+AUDIO_DEPTH = 1000
 NECK_TYPES = {'joint_trajectory': JointTrajectory, 'joint_state': JointState}
 POLL_PERIOD_S = 0.01  # how often frames due without new audio are looked for
 LOG_EVERY_S = 5.0  # each kind of input problem is logged at most this often (with a count)

@@ -1,0 +1,52 @@
+"""dystream_node's messages, parameters and outputs as a robot integrator meets them: the node in its own process,
+publishers and subscribers here. The model is not the point here, so most runs use the amplitude generator."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile
+from std_msgs.msg import Header
+
+from dystream_ros.apps.graph_run import GraphRun
+from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
+from dystream_ros.nodes.conversions import time_message
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = {'generator': 'amplitude', 'renderer': 'none'}
+CHUNK = 512  # samples: 32 ms at 16 kHz
+RELIABLE = QoSProfile(depth=1000)
+
+
+def stamped(pcm: np.ndarray, stamp_ns: int) -> AudioDataStamped:
+    """One audio message of S16LE samples, stamped ``stamp_ns``."""
+    return AudioDataStamped(header=Header(stamp=time_message(stamp_ns)),
+                            audio=AudioData(data=pcm.astype('<i2').tobytes()))
+
+
+def tone(seconds: float, level: float = 0.5, rate_hz: int = 16000) -> np.ndarray:
+    """A 200 Hz tone as S16LE sample values."""
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    return (level * 32767 * np.sin(2 * np.pi * 200 * t)).astype(np.int16)
+
+
+def status_values(array: DiagnosticArray) -> dict[str, str]:
+    return {kv.key: kv.value for kv in array.status[0].values}
+
+
+def test_a_tts_burst_of_300_chunks_reaches_the_node_whole() -> None:
+    # A TTS publishes an utterance at once: 300 chunks (9.6 s of audio) in one burst, stamped from now on.
+    with GraphRun(FAST, listener='burst_listener', cwd=ROOT) as graph:
+        diagnostics = graph.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
+        publisher = graph.node.create_publisher(AudioDataStamped, 'self_audio', RELIABLE)
+        graph.start()
+        graph.wait_until(lambda: publisher.get_subscription_count() > 0, 10)
+        audio, start_ns = tone(300 * CHUNK / 16000), time.time_ns()
+        for k in range(300):
+            publisher.publish(stamped(audio[k * CHUNK:(k + 1) * CHUNK], start_ns + k * 32_000_000))
+        before = len(diagnostics)
+        graph.wait_until(lambda: len(diagnostics) >= before + 3, 10)  # every count reported
+    received = sum(int(status_values(d.value)['self_audio_messages_per_s']) for d in diagnostics)
+    assert received == 300, graph.output[-2000:]
