@@ -2,6 +2,8 @@
 publishers and subscribers here. The model is not the point here, so most runs use the amplitude generator."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -9,10 +11,11 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Header
+from trajectory_msgs.msg import JointTrajectory
 
 from dystream_ros.apps.graph_run import GraphRun
 from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
-from dystream_ros.nodes.conversions import time_message
+from dystream_ros.nodes.conversions import stamp_ns, time_message
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {'generator': 'amplitude', 'renderer': 'none'}
@@ -50,3 +53,37 @@ def test_a_tts_burst_of_300_chunks_reaches_the_node_whole() -> None:
         graph.wait_until(lambda: len(diagnostics) >= before + 3, 10)  # every count reported
     received = sum(int(status_values(d.value)['self_audio_messages_per_s']) for d in diagnostics)
     assert received == 300, graph.output[-2000:]
+
+
+def test_neck_points_are_never_due_in_the_past_and_stale_frames_send_none() -> None:
+    # A TTS stamps its audio with the time it will be played, 0.5 s ahead; then the node's process stalls for
+    # 1.5 s (descheduled, swapped out) while the robot is quiet, and catches up with the frames it owes.
+    with GraphRun(FAST, listener='neck_listener', cwd=ROOT) as graph:
+        motion = graph.subscribe(FaceMotion, 'face/motion', RELIABLE)
+        neck = graph.subscribe(JointTrajectory, 'neck/command', RELIABLE)
+        publisher = graph.node.create_publisher(AudioDataStamped, 'self_audio', RELIABLE)
+        graph.start()
+        audio, start_ns = tone(2.0), time.time_ns()
+        for k in range(len(audio) // CHUNK):
+            publisher.publish(stamped(audio[k * CHUNK:(k + 1) * CHUNK], start_ns + 500_000_000 + k * 32_000_000))
+            time.sleep(CHUNK / 16000)
+        time.sleep(1.0)
+        os.kill(graph.pid, signal.SIGSTOP)
+        time.sleep(1.5)
+        os.kill(graph.pid, signal.SIGCONT)
+        time.sleep(1.0)
+    latency_ms = {stamp_ns(m.header.stamp): m.latency.sec * 1e3 + m.latency.nanosec / 1e6 for _, m in motion}
+    assert max(latency_ms.values()) > 1000  # the stall happened
+    commanded = set()
+    for received_ns, command in neck:
+        stamp = stamp_ns(command.header.stamp)
+        reach_ns = stamp + stamp_ns(command.points[0].time_from_start)
+        assert command.points[0].time_from_start.sec >= 0
+        assert reach_ns >= received_ns - 10_000_000, (reach_ns - received_ns) / 1e6  # not due before it arrived
+        commanded.add(stamp)
+    late = {stamp for stamp, ms in latency_ms.items() if ms > 200}
+    assert late and not late & commanded  # no command for a frame published late
+    on_time = set(latency_ms) - late
+    assert len(commanded) >= 0.95 * len(on_time)
+    spoken = [stamp for stamp in commanded if start_ns + 500_000_000 <= stamp < start_ns + 2_500_000_000]
+    assert len(spoken) > 40  # the frames stamped ahead had commands, due at their stamps

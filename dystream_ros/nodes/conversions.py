@@ -19,6 +19,8 @@ from dystream_ros.face.motion import BLENDSHAPE_NAMES, BLENDSHAPES, TRANSLATION,
 from dystream_ros.msg import AudioInfo, FaceMotion
 from dystream_ros.units import FPS, NS_PER_S
 
+OTHER_CLOCK_NS = NS_PER_S  # a frame stamped this long before now has its stamps on another clock (an old bag)
+
 if TYPE_CHECKING:
     from collections.abc import Collection
 
@@ -80,10 +82,13 @@ def neck_message(output: FrameOutput, header: Header, neck_output: str, now_ns: 
     if neck_output == 'joint_state':
         return JointState(header=header, name=list(command.names), position=command.positions.tolist(),
                           velocity=command.velocities.tolist())
-    # A trajectory controller starts the trajectory at header.stamp, the frame's audio time, so the point is due
-    # one frame period after now; stamps on another clock (an old bag) get it one frame after the stamp.
-    live = abs(now_ns - output.stamp_ns) < NS_PER_S
-    reach_ns = (now_ns - output.stamp_ns if live else 0) + NS_PER_S // FPS
+    # A trajectory controller starts the trajectory at header.stamp, the frame's audio time, and reaches the point
+    # time_from_start later: at the stamp itself (the face shows the frame then), but never sooner than one frame
+    # from now, since a point due in the past is refused or jumped to. Stamps on another clock (an old bag) get
+    # the point one frame after the stamp.
+    frame_ns = NS_PER_S // FPS
+    other_clock = now_ns - output.stamp_ns > OTHER_CLOCK_NS
+    reach_ns = frame_ns if other_clock else max(0, now_ns + frame_ns - output.stamp_ns)
     point = JointTrajectoryPoint(positions=command.positions.tolist(), velocities=command.velocities.tolist(),
                                  time_from_start=duration_message(reach_ns))
     return JointTrajectory(header=header, joint_names=list(command.names), points=[point])

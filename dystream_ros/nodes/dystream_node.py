@@ -43,6 +43,10 @@ INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durabilit
 # a burst of half a minute of such chunks (they cost only their bytes while they wait), so none is lost for arriving
 # early.
 AUDIO_DEPTH = 1000
+# A frame published this long after its audio was complete (a stalled or overloaded machine) sends no neck command:
+# the head would move out of step with the face. The neck mapper still steps through it, so the next command
+# continues within the joints' limits.
+NECK_LATE_NS = 200_000_000
 NECK_TYPES = {'joint_trajectory': JointTrajectory, 'joint_state': JointState}
 POLL_PERIOD_S = 0.01  # how often frames due without new audio are looked for
 LOG_EVERY_S = 5.0  # each kind of input problem is logged at most this often (with a count)
@@ -191,10 +195,11 @@ class DystreamNode(LifecycleNode):
             if output.image is not None:
                 self._outputs['image'].publish(conversions.image_message(output.image, header))
             self._outputs['pose'].publish(conversions.pose_message(output, header))
-            if output.neck is not None and 'neck' in self._outputs:
+            now = self._now_ns()
+            if output.neck is not None and 'neck' in self._outputs and now - output.completed_ns <= NECK_LATE_NS:
                 self._outputs['neck'].publish(conversions.neck_message(output, header, self._settings.neck_output,
-                                                           self._now_ns()))
-            latency_ns = max(self._now_ns() - output.completed_ns, 0)
+                                                                       now))
+            latency_ns = max(now - output.completed_ns, 0)
             self._outputs['motion'].publish(conversions.face_motion_message(output, header, latency_ns))
             self._latencies_ms.append(latency_ns / 1e6)
             self.frames_published += 1
