@@ -124,6 +124,11 @@ def face_diagnostics(name: str, status: EngineStatus, unrendered: int, values: d
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
 
 
+def inactive_diagnostics(name: str) -> DiagnosticStatus:
+    """The node's DiagnosticStatus while it is configured but not active: OK, nothing to report."""
+    return DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message='inactive', hardware_id='dystream_ros')
+
+
 def audio_format_of(info: AudioInfo) -> AudioFormat:
     """The format an AudioInfo declares; ConfigError for compressed audio or values out of range."""
     if info.coding_format and info.coding_format.upper() not in ('WAVE', 'PCM', 'RAW'):

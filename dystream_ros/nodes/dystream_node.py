@@ -19,7 +19,7 @@ from collections import deque
 from typing import Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import QuaternionStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -62,6 +62,8 @@ class DystreamNode(LifecycleNode):
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
         self._tickers: list[Any] = []
+        self._diagnostics_timer: Any = None
+        self._active = False
         super().__init__('dystream_node', **kwargs)
         parameters.declare(self)
         self.add_on_set_parameters_callback(parameters.check_changes)
@@ -86,8 +88,10 @@ class DystreamNode(LifecycleNode):
             'image': self.create_lifecycle_publisher(Image, 'face/image', qos_profile_sensor_data),
             'motion': self.create_lifecycle_publisher(FaceMotion, 'face/motion', MOTION_QOS),
             'pose': self.create_lifecycle_publisher(QuaternionStamped, 'head/pose', MOTION_QOS),
-            'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics', MOTION_QOS),
+            # a plain publisher: diagnostics say "inactive" while the lifecycle publishers are off
+            'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', MOTION_QOS),
         }
+        self._diagnostics_timer = self.create_timer(1.0, self._on_diagnostics)
         if settings.neck_output in NECK_TYPES:
             self._outputs['neck'] = self.create_lifecycle_publisher(NECK_TYPES[settings.neck_output],
                                                                     'neck/command', NECK_QOS)
@@ -107,6 +111,7 @@ class DystreamNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f'warm-up: {frames} frames in {time.perf_counter() - started:.2f} s')
         self._engine.reset(self._now_ns())
+        self._renders_dropped_before = 0  # the engine's counts start over
         reliability = (ReliabilityPolicy.BEST_EFFORT if self._settings.audio_reliability == 'best_effort'
                        else ReliabilityPolicy.RELIABLE)
         audio_qos = QoSProfile(depth=AUDIO_DEPTH, reliability=reliability)
@@ -118,7 +123,8 @@ class DystreamNode(LifecycleNode):
             self._inputs.append(self.create_subscription(
                 AudioInfo, f'{stream}_audio_info', lambda msg, stream=stream: self._on_audio_info(stream, msg),
                 INFO_QOS))
-        self._tickers = [self.create_timer(POLL_PERIOD_S, self._on_poll), self.create_timer(1.0, self._on_diagnostics)]
+        self._tickers = [self.create_timer(POLL_PERIOD_S, self._on_poll)]
+        self._active = True
         self.get_logger().info('active: listening on self_audio and partner_audio')
         return super().on_activate(state)
 
@@ -130,6 +136,9 @@ class DystreamNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Free the model and the publishers."""
         self._drop_io()
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
         for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
         self._outputs, self._engine = {}, None
@@ -144,7 +153,7 @@ class DystreamNode(LifecycleNode):
             self.destroy_subscription(subscription)
         for timer in self._tickers:
             self.destroy_timer(timer)
-        self._inputs, self._tickers = [], []
+        self._inputs, self._tickers, self._active = [], [], False
 
     # ----- input ---------------------------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -207,6 +216,10 @@ class DystreamNode(LifecycleNode):
                 self._stage_ms.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
 
     def _on_diagnostics(self) -> None:
+        name = f'{self.get_fully_qualified_name()}: face'  # one status per node, whatever its namespace
+        if not self._active:
+            self._publish_diagnostics(conversions.inactive_diagnostics(name))
+            return
         status = self._engine.status()
         values = {**{f'{stream}_audio_messages_per_s': count for stream, count in self._messages.items()},
                   'frames_published': self.frames_published,
@@ -214,9 +227,12 @@ class DystreamNode(LifecycleNode):
         self._messages = dict.fromkeys(STREAMS, 0)
         unrendered, self._renders_dropped_before = (status.renders_dropped - self._renders_dropped_before,
                                                     status.renders_dropped)
-        diagnostics = conversions.face_diagnostics(f'{self.get_name()}: face', status, unrendered, values)
+        diagnostics = conversions.face_diagnostics(name, status, unrendered, values)
         if unrendered:
             self.get_logger().warning(diagnostics.message, throttle_duration_sec=LOG_EVERY_S)
+        self._publish_diagnostics(diagnostics)
+
+    def _publish_diagnostics(self, diagnostics: DiagnosticStatus) -> None:
         array = DiagnosticArray(status=[diagnostics])
         array.header.stamp = self.get_clock().now().to_msg()
         self._outputs['diagnostics'].publish(array)
