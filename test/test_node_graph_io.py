@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import QoSProfile
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
@@ -87,3 +88,14 @@ def test_neck_points_are_never_due_in_the_past_and_stale_frames_send_none() -> N
     assert len(commanded) >= 0.95 * len(on_time)
     spoken = [stamp for stamp in commanded if start_ns + 500_000_000 <= stamp < start_ns + 2_500_000_000]
     assert len(spoken) > 40  # the frames stamped ahead had commands, due at their stamps
+
+
+def test_a_reliable_subscriber_gets_face_images_with_image_reliability_reliable() -> None:
+    # rqt_image_view and rviz subscribe reliable by default; a best-effort publisher gives them nothing
+    with GraphRun({'generator': 'amplitude', 'image_size': 64, 'image_reliability': 'reliable'},
+                  listener='reliable_display', cwd=ROOT) as graph:
+        images = graph.subscribe(Image, 'face/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        graph.start()
+        graph.wait_until(lambda: len(images) >= 25, 10)
+    assert len(images) >= 25, graph.output[-2000:]
+    assert (images[-1].value.height, images[-1].value.encoding) == (64, 'rgb8')

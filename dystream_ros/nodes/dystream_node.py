@@ -37,6 +37,8 @@ from dystream_ros.units import STREAMS
 
 MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # every frame's motion matters
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+IMAGE_QOS = {'best_effort': qos_profile_sensor_data,
+             'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}  # the newest image, resent
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Messages queued per audio subscription. A TTS publishes a whole utterance at once, faster than real time: a
 # minute of 32 ms chunks is about 1900 messages, which arrive while the node is busy with one frame. The queue holds
@@ -85,7 +87,7 @@ class DystreamNode(LifecycleNode):
             self.get_logger().error(f'cannot configure: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._outputs = {
-            'image': self.create_lifecycle_publisher(Image, 'face/image', qos_profile_sensor_data),
+            'image': self.create_lifecycle_publisher(Image, 'face/image', IMAGE_QOS[settings.image_reliability]),
             'motion': self.create_lifecycle_publisher(FaceMotion, 'face/motion', MOTION_QOS),
             'pose': self.create_lifecycle_publisher(QuaternionStamped, 'head/pose', MOTION_QOS),
             # a plain publisher: diagnostics say "inactive" while the lifecycle publishers are off

@@ -36,6 +36,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'renderer': ('stylised', 'photo', 'none'),
     'neck_output': ('joint_trajectory', 'joint_state', 'none'),
     'audio_reliability': ('best_effort', 'reliable'),
+    'image_reliability': ('best_effort', 'reliable'),
     'self_audio_type': ('AudioDataStamped', 'AudioData'),
     'partner_audio_type': ('AudioDataStamped', 'AudioData'),
     'self_sample_format': ('S16LE', 'S32LE', 'F32LE'),
@@ -64,6 +65,9 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'renderer': ('stylised', 'face image: stylised (robot face), photo (warps avatar_image) or none', None),
     'avatar_image': ('', 'portrait for the photo renderer; empty for the public-domain astronaut portrait', None),
     'image_size': (512, 'face image width and height in pixels', (64, 2048)),
+    'image_reliability': ('best_effort', 'QoS reliability of face/image: best_effort (sensor data: a slow display '
+                          'gets the newest image, never old ones) or reliable (for subscribers that ask for reliable, '
+                          'such as rqt_image_view or rviz with their default settings)', None),
     'frame_id': ('face', 'frame_id of the face image, face motion and head pose', None),
     'audio_reliability': ('best_effort', 'QoS reliability of the audio subscriptions (best_effort also receives '
                           'from reliable publishers; reliable receives nothing from best-effort ones)', None),
@@ -95,8 +99,8 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'autostart': (True, 'configure and activate on start (set false to drive the lifecycle yourself)', None),
 }
 READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size',
-             'self_audio_type',
-             'partner_audio_type', 'audio_reliability', 'neck_output', 'neck_joint_names', 'autostart'}
+             'self_audio_type', 'partner_audio_type', 'audio_reliability', 'image_reliability', 'neck_output',
+             'neck_joint_names', 'autostart'}
 
 
 def _descriptor(name: str, default: Any, description: str, limits: tuple[float, float] | None) -> ParameterDescriptor:
