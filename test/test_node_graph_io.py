@@ -14,6 +14,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
+from dystream_ros.apps.bags import write_conversation_bag
 from dystream_ros.apps.graph_run import GraphRun
 from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
 from dystream_ros.nodes.conversions import stamp_ns, time_message
@@ -99,3 +100,19 @@ def test_a_reliable_subscriber_gets_face_images_with_image_reliability_reliable(
         graph.wait_until(lambda: len(images) >= 25, 10)
     assert len(images) >= 25, graph.output[-2000:]
     assert (images[-1].value.height, images[-1].value.encoding) == (64, 'rgb8')
+
+
+def test_a_48_khz_bag_replayed_with_dystream_bag_replay_is_read_as_48_khz(tmp_path: Path) -> None:
+    bag = tmp_path / 'voice_48k'
+    write_conversation_bag(bag, tone(4.0, rate_hz=48000) / 32768, np.zeros(0), start_ns=1_700_000_000 * 10**9,
+                           chunk_samples=1536, sample_rate_hz=48000)
+    with GraphRun(FAST, listener='bag_listener', cwd=ROOT) as graph:
+        diagnostics = graph.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
+        graph.start()
+        replay = graph.replay(bag, restamp=True)
+        time.sleep(1.5)
+    assert replay.returncode == 0, replay.stdout
+    assert 'self_audio is now 48000 Hz' in graph.output, graph.output[-3000:]
+    assert 'does not fit the time between its stamps' not in graph.output, graph.output[-3000:]
+    assert any(int(status_values(d.value)['self_audio_messages_per_s']) for d in diagnostics)
+    assert 'self_audio_rate_mismatch' not in status_values(diagnostics[-1].value)

@@ -179,7 +179,8 @@ class DystreamNode(LifecycleNode):
             self.get_logger().error(f'{stream}_audio_info rejected, keeping the previous format: {exc}')
             return
         self._report(stream, self._engine.set_format(stream, audio_format))
-        self.get_logger().info(f'{stream}_audio is now {audio_format}')
+        self.get_logger().info(f'{stream}_audio is now {audio_format.sample_rate_hz} Hz, {audio_format.channels} '
+                               f'channel(s), {audio_format.sample_format}')
 
     def _report(self, stream: str, issues: list[AudioIssue]) -> None:
         """Log each kind of problem once per burst, with how often it happened since the last log."""
