@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 from trajectory_msgs.msg import JointTrajectory
 
 from dystream_ros.apps.bags import write_conversation_bag
@@ -116,3 +116,21 @@ def test_a_48_khz_bag_replayed_with_dystream_bag_replay_is_read_as_48_khz(tmp_pa
     assert 'does not fit the time between its stamps' not in graph.output, graph.output[-3000:]
     assert any(int(status_values(d.value)['self_audio_messages_per_s']) for d in diagnostics)
     assert 'self_audio_rate_mismatch' not in status_values(diagnostics[-1].value)
+
+
+def test_a_publisher_of_the_wrong_type_is_named_with_what_to_set() -> None:
+    # plain AudioData where the stamped type is expected (the default), and a string where audio belongs
+    with GraphRun(FAST, listener='wrong_types', cwd=ROOT) as graph:
+        diagnostics = graph.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
+        graph.node.create_publisher(AudioData, 'self_audio', RELIABLE)
+        graph.node.create_publisher(String, 'partner_audio', RELIABLE)
+        graph.start()
+        graph.wait_until(lambda: any(d.value.status[0].level == DiagnosticStatus.WARN for d in diagnostics), 10)
+        time.sleep(3.0)  # the node goes on checking
+    warned = [d.value.status[0] for d in diagnostics if d.value.status[0].level == DiagnosticStatus.WARN]
+    assert warned, graph.output[-2000:]
+    assert 'set self_audio_type:=AudioData' in warned[-1].message
+    assert 'publish std_msgs/msg/String' in warned[-1].message and 'it is not audio' in warned[-1].message
+    for hint in ('set self_audio_type:=AudioData', 'std_msgs/msg/String'):
+        lines = [line for line in graph.output.splitlines() if hint in line]
+        assert len(lines) == 1, lines  # said once, not every second

@@ -111,17 +111,39 @@ def diagnostic_values(status: EngineStatus, latencies_ms: Collection[float],
     return values
 
 
-def face_diagnostics(name: str, status: EngineStatus, unrendered: int, values: dict[str, object]) -> DiagnosticStatus:
-    """The node's DiagnosticStatus: WARN when frames were dropped or the renderer fell behind in the last second."""
-    level, message = DiagnosticStatus.OK, 'publishing'
+def face_diagnostics(name: str, status: EngineStatus, unrendered: int, values: dict[str, object],
+                     problems: Collection[str] = ()) -> DiagnosticStatus:
+    """The node's DiagnosticStatus: WARN, saying why, when ``problems`` (e.g. wrong publishers) are given, frames
+    were dropped or the renderer fell behind in the last second."""
+    warnings = list(problems)
     if unrendered:
-        level = DiagnosticStatus.WARN
-        message = (f'the renderer is over its budget: {unrendered} frames in the last second got no image (their '
-                   'motion and pose were published); lower image_size or use the stylised renderer')
+        warnings.append(f'the renderer is over its budget: {unrendered} frames in the last second got no image '
+                        '(their motion and pose were published); lower image_size or use the stylised renderer')
     if status.frames_dropped:
-        level, message = DiagnosticStatus.WARN, f'{status.frames_dropped} frames dropped (the engine fell behind)'
-    return DiagnosticStatus(level=level, name=name, message=message, hardware_id='dystream_ros',
+        warnings.append(f'{status.frames_dropped} frames dropped (the engine fell behind)')
+    return DiagnosticStatus(level=DiagnosticStatus.WARN if warnings else DiagnosticStatus.OK, name=name,
+                            message='; '.join(warnings) or 'publishing', hardware_id='dystream_ros',
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def audio_type_problems(stream: str, expected: str, offered: dict[str, list[str]]) -> list[str]:
+    """What to fix when publishers on ``stream``'s audio topic send another type than ``expected``.
+
+    Args:
+        stream: 'self' or 'partner'.
+        expected: the type the node subscribes, e.g. ``dystream_ros/msg/AudioDataStamped``.
+        offered: each other type on the topic -> the publishers (node names) that send it.
+    """
+    problems = []
+    for type_name, publishers in sorted(offered.items()):
+        short = type_name.rsplit('/', 1)[-1]
+        if type_name.startswith('dystream_ros/msg/AudioData'):
+            fix = f'set {stream}_audio_type:={short}'
+        else:
+            fix = f'it is not audio: remap {stream}_audio to the topic of AudioDataStamped or AudioData'
+        problems.append(f'{stream}_audio: {", ".join(sorted(publishers))} publish {type_name}, but the node '
+                        f'subscribes {expected}, so nothing is received: {fix}')
+    return problems
 
 
 def inactive_diagnostics(name: str) -> DiagnosticStatus:

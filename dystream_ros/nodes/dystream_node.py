@@ -73,6 +73,7 @@ class DystreamNode(LifecycleNode):
         self._stage_ms: dict[str, deque[float]] = {}  # generate, render, publish: per frame, last 10 s
         self._messages = dict.fromkeys(STREAMS, 0)
         self._last_log: dict[tuple[str, AudioIssue], float] = {}
+        self._problems_logged: set[str] = set()  # wrong publishers already logged
         self._unlogged: dict[tuple[str, AudioIssue], int] = {}
         self.frames_published = 0
         self._renders_dropped_before = 0  # renders_dropped at the previous diagnostics
@@ -230,10 +231,27 @@ class DystreamNode(LifecycleNode):
         self._messages = dict.fromkeys(STREAMS, 0)
         unrendered, self._renders_dropped_before = (status.renders_dropped - self._renders_dropped_before,
                                                     status.renders_dropped)
-        diagnostics = conversions.face_diagnostics(name, status, unrendered, values)
+        problems = self._audio_type_problems()
+        for problem in set(problems) - self._problems_logged:
+            self.get_logger().warning(problem)
+        self._problems_logged = set(problems)
+        diagnostics = conversions.face_diagnostics(name, status, unrendered, values, problems)
         if unrendered:
             self.get_logger().warning(diagnostics.message, throttle_duration_sec=LOG_EVERY_S)
         self._publish_diagnostics(diagnostics)
+
+    def _audio_type_problems(self) -> list[str]:
+        """Publishers on the audio topics whose type is not the one subscribed (they match nothing, silently)."""
+        problems = []
+        for stream in STREAMS:
+            expected = f'dystream_ros/msg/{self._settings.values[f"{stream}_audio_type"]}'
+            offered: dict[str, list[str]] = {}
+            for info in self.get_publishers_info_by_topic(self.resolve_topic_name(f'{stream}_audio')):
+                if info.topic_type != expected:
+                    node = f'{info.node_namespace.rstrip("/")}/{info.node_name}'
+                    offered.setdefault(info.topic_type, []).append(node)
+            problems += conversions.audio_type_problems(stream, expected, offered)
+        return problems
 
     def _publish_diagnostics(self, diagnostics: DiagnosticStatus) -> None:
         array = DiagnosticArray(status=[diagnostics])
