@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -16,8 +17,10 @@ from trajectory_msgs.msg import JointTrajectory
 
 from dystream_ros.apps.bags import write_conversation_bag
 from dystream_ros.apps.graph_run import GraphRun
-from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
+from dystream_ros.data.corpus import conversation
+from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
 from dystream_ros.nodes.conversions import stamp_ns, time_message
+from dystream_ros.nodes.dystream_node import INFO_QOS
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {'generator': 'amplitude', 'renderer': 'none'}
@@ -134,3 +137,31 @@ def test_a_publisher_of_the_wrong_type_is_named_with_what_to_set() -> None:
     for hint in ('set self_audio_type:=AudioData', 'std_msgs/msg/String'):
         lines = [line for line in graph.output.splitlines() if hint in line]
         assert len(lines) == 1, lines  # said once, not every second
+
+
+@pytest.mark.parametrize(('select', 'heard'), [([0], False), (None, True)])
+def test_a_microphone_array_is_heard_only_on_the_channels_selected(select: list[int] | None, heard: bool) -> None:
+    # a ReSpeaker-style 6-channel array: the robot's own voice on its playback reference (channel 5), silence on
+    # the beamformed channel 0 and the raw microphones; the format comes from a latched AudioInfo
+    robot, _ = conversation(2, 'heldout', 9, 5.0)
+    voice = robot.self_audio[:4 * 16000] / np.abs(robot.self_audio).max() * 0.9
+    array = np.zeros((len(voice), 6), np.int16)
+    array[:, 5] = (voice * 32767).astype(np.int16)
+    parameters = {**FAST, **({'partner_channel_select': select} if select else {})}
+    with GraphRun(parameters, listener='array_listener', cwd=ROOT) as graph:
+        motion = graph.subscribe(FaceMotion, 'face/motion', RELIABLE)
+        info = graph.node.create_publisher(AudioInfo, 'partner_audio_info', INFO_QOS)
+        info.publish(AudioInfo(channels=6, sample_rate=16000, sample_format='S16LE', coding_format='WAVE'))
+        publisher = graph.node.create_publisher(AudioDataStamped, 'partner_audio', RELIABLE)
+        graph.start()
+        time.sleep(1.0)  # the AudioInfo is taken
+        start_ns, started = time.time_ns(), time.monotonic()
+        for k in range(len(array) // CHUNK):
+            publisher.publish(stamped(array[k * CHUNK:(k + 1) * CHUNK].reshape(-1), start_ns + k * 32_000_000))
+            time.sleep(max(0.0, started + (k + 1) * CHUNK / 16000 - time.monotonic()))
+        time.sleep(0.5)
+    assert 'partner_audio is now 16000 Hz, 6 channel(s)' in graph.output, graph.output[-2000:]
+    during = [m for _, m in motion if stamp_ns(m.header.stamp) >= start_ns]
+    assert len(during) > 80
+    listening = sum(m.partner_voice_activity > 0 for m in during)
+    assert (listening > 10) if heard else (listening == 0), listening

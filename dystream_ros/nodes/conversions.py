@@ -151,9 +151,10 @@ def inactive_diagnostics(name: str) -> DiagnosticStatus:
     return DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message='inactive', hardware_id='dystream_ros')
 
 
-def audio_format_of(info: AudioInfo) -> AudioFormat:
-    """The format an AudioInfo declares; ConfigError for compressed audio or values out of range."""
+def audio_format_of(info: AudioInfo, channel_select: tuple[int, ...] = ()) -> AudioFormat:
+    """The format an AudioInfo declares, keeping the node's ``channel_select`` (AudioInfo has no such field);
+    ConfigError for compressed audio, values out of range, or selected channels the stream does not have."""
     if info.coding_format and info.coding_format.upper() not in ('WAVE', 'PCM', 'RAW'):
         msg = f'coding_format {info.coding_format!r} is compressed; publish raw PCM (coding_format WAVE)'
         raise ConfigError(msg)
-    return AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format.upper())
+    return AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format.upper(), channel_select)

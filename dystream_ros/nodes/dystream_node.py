@@ -174,8 +174,9 @@ class DystreamNode(LifecycleNode):
             self.get_logger().error(f'{stream}_audio: {exc}', throttle_duration_sec=LOG_EVERY_S)
 
     def _on_audio_info(self, stream: str, msg: AudioInfo) -> None:
+        selected = self._engine.status().voices[stream].audio_format.channel_select  # a parameter: kept
         try:
-            audio_format = conversions.audio_format_of(msg)
+            audio_format = conversions.audio_format_of(msg, selected)
         except DystreamError as exc:
             self.get_logger().error(f'{stream}_audio_info rejected, keeping the previous format: {exc}')
             return

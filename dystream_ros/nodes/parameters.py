@@ -43,6 +43,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'partner_sample_format': ('S16LE', 'S32LE', 'F32LE'),
 }
 
+ALL_CHANNELS = -1  # *_channel_select [-1]: every channel (a ROS array parameter cannot be empty and typed)
+_CHANNELS_HELP = ('[-1] for all of them. ReSpeaker USB Mic Array v2.0 with its 6-channel firmware: [0] the processed '
+                  '(beamformed, echo-cancelled) channel, [1, 2, 3, 4] the raw microphones, 5 the playback reference '
+                  '(the robot\'s own voice: never the partner); with its 4-channel firmware [0, 1, 2, 3] are the raw '
+                  'microphones')
+
 # name -> (default, description, range (min, max) for numbers or None)
 _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'generator': ('dystream', 'motion source: dystream (the model) or amplitude (the jaw-follows-loudness baseline '
@@ -76,11 +82,16 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'partner_audio_type': ('AudioDataStamped', 'message type on partner_audio: AudioDataStamped or AudioData',
                            None),
     'self_sample_rate': (16000, 'sample rate of self_audio in Hz, until an AudioInfo says otherwise', (8000, 48000)),
-    'self_channels': (1, 'interleaved channels of self_audio (downmixed to mono)', (1, 8)),
+    'self_channels': (1, 'interleaved channels of self_audio (mixed to mono, see self_channel_select)', (1, 8)),
+    'self_channel_select': ([ALL_CHANNELS], f'channels of self_audio mixed to mono (0-based); {_CHANNELS_HELP}',
+                            None),
     'self_sample_format': ('S16LE', 'encoding of self_audio: S16LE, S32LE or F32LE', None),
     'partner_sample_rate': (16000, 'sample rate of partner_audio in Hz, until an AudioInfo says otherwise',
                             (8000, 48000)),
-    'partner_channels': (1, 'interleaved channels of partner_audio (downmixed to mono)', (1, 8)),
+    'partner_channels': (1, 'interleaved channels of partner_audio (mixed to mono, see partner_channel_select)',
+                         (1, 8)),
+    'partner_channel_select': ([ALL_CHANNELS], 'channels of partner_audio mixed to mono (0-based); '
+                               f'{_CHANNELS_HELP}', None),
     'partner_sample_format': ('S16LE', 'encoding of partner_audio: S16LE, S32LE or F32LE', None),
     'max_wait_ms': (40.0, 'how long past its lookahead a frame waits for late audio before using silence',
                     (0.0, 1000.0)),
@@ -113,6 +124,7 @@ def _descriptor(name: str, default: Any, description: str, limits: tuple[float, 
         descriptor.floating_point_range = [FloatingPointRange(from_value=float(limits[0]), to_value=float(limits[1]))]
     if isinstance(default, list):
         descriptor.type = (ParameterType.PARAMETER_STRING_ARRAY if isinstance(default[0], str)
+                           else ParameterType.PARAMETER_INTEGER_ARRAY if isinstance(default[0], int)
                            else ParameterType.PARAMETER_DOUBLE_ARRAY)
     return descriptor
 
@@ -141,6 +153,11 @@ def check_changes(changes: list[Parameter]) -> SetParametersResult:
     return SetParametersResult(successful=True)
 
 
+def channel_selection(value: list[int]) -> tuple[int, ...]:
+    """AudioFormat.channel_select of a ``*_channel_select`` parameter: () for [-1] (all channels)."""
+    return () if list(value) == [ALL_CHANNELS] else tuple(value)
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """The parameters, read and checked once at configure time."""
@@ -164,7 +181,8 @@ def read(node: Node) -> NodeSettings:
     for stream in ('self', 'partner'):
         try:
             formats[stream] = AudioFormat(values[f'{stream}_sample_rate'], values[f'{stream}_channels'],
-                                          values[f'{stream}_sample_format'])
+                                          values[f'{stream}_sample_format'],
+                                          channel_selection(values[f'{stream}_channel_select']))
         except ConfigError as exc:
             problems.append(f'{stream} audio: {exc}')
     neck = None
