@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
@@ -165,3 +168,46 @@ def test_a_microphone_array_is_heard_only_on_the_channels_selected(select: list[
     assert len(during) > 80
     listening = sum(m.partner_voice_activity > 0 for m in during)
     assert (listening > 10) if heard else (listening == 0), listening
+
+
+def test_parameters_set_at_run_time_take_effect_at_once_or_are_refused_with_the_reason() -> None:
+    with GraphRun({**FAST, 'neck_offsets_rad': [0.5, 0.0]}, listener='parameter_client', cwd=ROOT) as graph:
+        motion = graph.subscribe(FaceMotion, 'face/motion', RELIABLE)
+        neck = graph.subscribe(JointTrajectory, 'neck/command', RELIABLE)
+        client = graph.node.create_client(SetParameters, '/dystream_node/set_parameters')
+        graph.start()
+
+        def set_parameters(**values: object) -> list[SetParametersResult]:
+            request = SetParameters.Request(parameters=[Parameter(n, value=v).to_parameter_msg()
+                                                        for n, v in values.items()])
+            future = client.call_async(request)
+            assert graph.wait_until(future.done, 10)
+            return future.result().results
+
+        refused = {
+            'steps': set_parameters(steps=10),
+            'max_wait_ms': set_parameters(max_wait_ms=300.0),
+            'length': set_parameters(neck_max_rad=[1.2]),
+            'order': set_parameters(neck_max_rad=[-2.0, 0.7]),
+            'infinite': set_parameters(neck_gains=[float('inf'), -1.0]),
+            'axis': set_parameters(neck_axes=['yaw', 'tilt']),
+        }
+        changed_at = time.time_ns()
+        accepted = set_parameters(frame_id='robot_face', neck_max_rad=[0.2, 0.7])
+        time.sleep(1.0)
+    assert graph.returncode == 0, graph.output[-2000:]
+    for why, (result,) in refused.items():
+        assert not result.successful, why
+    assert 'cannot change while the node is configured' in refused['steps'][0].reason
+    assert 'cannot change while the node is configured' in refused['max_wait_ms'][0].reason
+    assert 'same length' in refused['length'][0].reason
+    assert 'min_rad < max_rad' in refused['order'][0].reason
+    assert 'must be finite' in refused['infinite'][0].reason
+    assert "'tilt'" in refused['axis'][0].reason
+    assert all(result.successful for result in accepted)
+    # in effect on the next frames: the joint limit moved the head in, the frame id is the new one
+    before = [m for t, m in neck if t < changed_at]
+    assert before and before[-1].points[0].positions[0] == 0.5
+    after = [m for t, m in neck if t > changed_at + 200_000_000]
+    assert after and all(m.points[0].positions[0] <= 0.2 for m in after)
+    assert all(m.header.frame_id == 'robot_face' for t, m in motion if t > changed_at + 200_000_000)

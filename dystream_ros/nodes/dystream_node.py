@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -28,12 +28,16 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
-from dystream_ros.audio import AudioIssue
+from dystream_ros.audio import AudioFormat, AudioIssue
 from dystream_ros.errors import DystreamError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
+from dystream_ros.neck import NeckMapper
 from dystream_ros.nodes import conversions, parameters
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
 from dystream_ros.units import STREAMS
+
+if TYPE_CHECKING:
+    from rclpy.parameter import Parameter
 
 MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # every frame's motion matters
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -68,7 +72,9 @@ class DystreamNode(LifecycleNode):
         self._active = False
         super().__init__('dystream_node', **kwargs)
         parameters.declare(self)
-        self.add_on_set_parameters_callback(parameters.check_changes)
+        self.add_on_set_parameters_callback(lambda changes: parameters.check_changes(
+            changes, parameters.current_values(self), configured=self._engine is not None))
+        self.add_post_set_parameters_callback(self._on_parameters_set)
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._stage_ms: dict[str, deque[float]] = {}  # generate, render, publish: per frame, last 10 s
         self._messages = dict.fromkeys(STREAMS, 0)
@@ -180,9 +186,27 @@ class DystreamNode(LifecycleNode):
         except DystreamError as exc:
             self.get_logger().error(f'{stream}_audio_info rejected, keeping the previous format: {exc}')
             return
+        self._set_format(stream, audio_format)
+
+    def _set_format(self, stream: str, audio_format: AudioFormat) -> None:
+        """Decode ``stream`` with the newest declared format (an AudioInfo or the parameters)."""
         self._report(stream, self._engine.set_format(stream, audio_format))
         self.get_logger().info(f'{stream}_audio is now {audio_format.sample_rate_hz} Hz, {audio_format.channels} '
                                f'channel(s), {audio_format.sample_format}')
+
+    def _on_parameters_set(self, changed: list[Parameter]) -> None:
+        """Put changed parameters into effect at once (the on-set callback refused those that cannot be)."""
+        if self._engine is None:  # configure reads them
+            return
+        previous, self._settings = self._settings, parameters.read(self)
+        if self._settings.neck != previous.neck and self._settings.neck is not None:
+            neck = NeckMapper(self._settings.neck)
+            neck.reset(self._engine.neck.positions)  # on from where the joints are, not from rest
+            self._engine.neck = neck
+        for stream in STREAMS:
+            if self._settings.formats[stream] != previous.formats[stream]:
+                self._set_format(stream, self._settings.formats[stream])
+        self.get_logger().info(f'in effect now: {", ".join(sorted(p.name for p in changed))}')
 
     def _report(self, stream: str, issues: list[AudioIssue]) -> None:
         """Log each kind of problem once per burst, with how often it happened since the last log."""

@@ -144,12 +144,34 @@ def check_choice(name: str, value: Any) -> str | None:
     return None
 
 
-def check_changes(changes: list[Parameter]) -> SetParametersResult:
-    """The node's on-set-parameters callback: refuse a value that :func:`check_choice` refuses."""
+# Parameters that are built into the model or the engine when the node is configured, and why. While the node is
+# configured they are refused (with that reason): accepted, they would do nothing until the next configure.
+SET_AT_CONFIGURE = {
+    **dict.fromkeys(('steps', *GUIDANCE_WEIGHTS), 'the sampler is built with the model: its noise levels and guidance '
+                    'branches (baked into the graphs with the onnx backend)'),
+    'seed': 'it seeds the sampler when the model is loaded',
+    'lookahead_ms': 'it is checked against the model when the model is loaded',
+    **dict.fromkeys(('max_wait_ms', 'inactive_after_s'), 'the face engine takes it when it is built'),
+}
+
+
+def current_values(node: Node) -> dict[str, Any]:
+    """The current value of every parameter of dystream_node."""
+    return {name: node.get_parameter(name).value for name in _PARAMETERS}
+
+
+def check_changes(changes: list[Parameter], current: dict[str, Any], configured: bool) -> SetParametersResult:
+    """The node's on-set-parameters callback: refuse a change that would do nothing now (see SET_AT_CONFIGURE),
+    and a set of values that configure would refuse (the whole set: e.g. neck arrays of different lengths)."""
     for change in changes:
-        problem = check_choice(change.name, change.value)
-        if problem:
-            return SetParametersResult(successful=False, reason=problem)
+        if configured and change.name in SET_AT_CONFIGURE:
+            reason = (f'{change.name} cannot change while the node is configured ({SET_AT_CONFIGURE[change.name]}): '
+                      'deactivate and clean up the node, set it, then configure and activate it again')
+            return SetParametersResult(successful=False, reason=reason)
+    try:
+        settings_of({**current, **{change.name: change.value for change in changes}})
+    except ConfigError as exc:
+        return SetParametersResult(successful=False, reason=str(exc))
     return SetParametersResult(successful=True)
 
 
@@ -175,7 +197,11 @@ class NodeSettings:
 
 def read(node: Node) -> NodeSettings:
     """Read and check every parameter; raise ConfigError with one line per bad value."""
-    values = {name: node.get_parameter(name).value for name in _PARAMETERS}
+    return settings_of(current_values(node))
+
+
+def settings_of(values: dict[str, Any]) -> NodeSettings:
+    """Check a value for every parameter; raise ConfigError with one line per bad value."""
     problems = [p for p in (check_choice(n, v) for n, v in values.items()) if p]
     formats = {}
     for stream in ('self', 'partner'):
