@@ -33,6 +33,7 @@ from dystream_ros.errors import DystreamError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
 from dystream_ros.neck import NeckMapper
 from dystream_ros.nodes import conversions, parameters
+from dystream_ros.resources import use_dds_profile
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
 from dystream_ros.units import STREAMS
 
@@ -286,6 +287,7 @@ class DystreamNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Run dystream_node until SIGINT or SIGTERM; configure and activate it when ``autostart`` is true."""
+    use_dds_profile()
     rclpy.init(args=args)
     node = DystreamNode()
     code = 0
