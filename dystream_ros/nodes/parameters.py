@@ -3,7 +3,9 @@ face engine they describe.
 
 ``ros2 param describe /dystream_node <name>`` shows each description. Values are checked when the node is
 configured (and when set at run time): a bad value is refused with a message naming the parameter and what it
-accepts, never silently replaced.
+accepts, never silently replaced. Set at run time, a parameter takes effect on the next frame (frame_id, the neck,
+the audio formats), or is refused with the reason while the node is configured (those built into the model and the
+engine: SET_AT_CONFIGURE), or is read-only.
 """
 from __future__ import annotations
 
@@ -113,10 +115,22 @@ READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'ren
              'self_audio_type', 'partner_audio_type', 'audio_reliability', 'image_reliability', 'neck_output',
              'neck_joint_names', 'autostart'}
 
+# Parameters that are built into the model or the engine when the node is configured, and why. While the node is
+# configured they are refused (with that reason): accepted, they would do nothing until the next configure.
+SET_AT_CONFIGURE = {
+    **dict.fromkeys(('steps', *GUIDANCE_WEIGHTS), 'the sampler is built with the model: its noise levels and guidance '
+                    'branches (baked into the graphs with the onnx backend)'),
+    'seed': 'it seeds the sampler when the model is loaded',
+    'lookahead_ms': 'it is checked against the model when the model is loaded',
+    **dict.fromkeys(('max_wait_ms', 'inactive_after_s'), 'the face engine takes it when it is built'),
+}
+
 
 def _descriptor(name: str, default: Any, description: str, limits: tuple[float, float] | None) -> ParameterDescriptor:
     if name in CHOICES:
         description = f'{description} [{"|".join(CHOICES[name])}]'
+    if name in SET_AT_CONFIGURE:
+        description = f'{description} (taken when the node is configured: set it before, or clean up and configure)'
     descriptor = ParameterDescriptor(description=description, read_only=name in READ_ONLY)
     if limits is not None and isinstance(default, int):
         descriptor.integer_range = [IntegerRange(from_value=int(limits[0]), to_value=int(limits[1]), step=1)]
@@ -142,17 +156,6 @@ def check_choice(name: str, value: Any) -> str | None:
     if name in ('model_path', 'avatar_image') and value and not Path(value).is_file():
         return f'{name}: no such file: {value}'
     return None
-
-
-# Parameters that are built into the model or the engine when the node is configured, and why. While the node is
-# configured they are refused (with that reason): accepted, they would do nothing until the next configure.
-SET_AT_CONFIGURE = {
-    **dict.fromkeys(('steps', *GUIDANCE_WEIGHTS), 'the sampler is built with the model: its noise levels and guidance '
-                    'branches (baked into the graphs with the onnx backend)'),
-    'seed': 'it seeds the sampler when the model is loaded',
-    'lookahead_ms': 'it is checked against the model when the model is loaded',
-    **dict.fromkeys(('max_wait_ms', 'inactive_after_s'), 'the face engine takes it when it is built'),
-}
 
 
 def current_values(node: Node) -> dict[str, Any]:
