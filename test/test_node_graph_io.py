@@ -23,7 +23,7 @@ from dystream_ros.apps.graph_run import GraphRun
 from dystream_ros.data.corpus import conversation
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
 from dystream_ros.nodes.conversions import stamp_ns, time_message
-from dystream_ros.nodes.dystream_node import INFO_QOS
+from dystream_ros.nodes.qos import INFO_QOS
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {'generator': 'amplitude', 'renderer': 'none'}

@@ -59,7 +59,7 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
 
     from dystream_ros.msg import AudioInfo, FaceMotion
     from dystream_ros.nodes.conversions import stamp_ns
-    from dystream_ros.nodes.dystream_node import INFO_QOS
+    from dystream_ros.nodes.qos import INFO_QOS
 
     rclpy.init()
     node = rclpy.create_node('dystream_bag_replay')
@@ -80,8 +80,7 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
                 msg = f'{bag} has none of the topics {topics}'
                 raise DataError(msg)
             audio_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-            # AudioInfo is latched, as dystream_node and audio_capture_node expect it (a volatile publisher does
-            # not match their transient-local subscriptions, and its format would never arrive)
+            # AudioInfo latched, as dystream_node subscribes it (a volatile publisher would match nothing)
             publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic,
                                                          INFO_QOS if message_class(c.msgtype) is AudioInfo
                                                          else audio_qos)

@@ -23,7 +23,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import QuaternionStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
@@ -33,6 +33,7 @@ from dystream_ros.errors import DystreamError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
 from dystream_ros.neck import NeckMapper
 from dystream_ros.nodes import conversions, parameters
+from dystream_ros.nodes.qos import INFO_QOS
 from dystream_ros.resources import use_dds_profile
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
 from dystream_ros.units import STREAMS
@@ -44,7 +45,6 @@ MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # eve
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_QOS = {'best_effort': qos_profile_sensor_data,
              'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}  # the newest image, resent
-INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Messages queued per audio subscription. A TTS publishes a whole utterance at once, faster than real time: a
 # minute of 32 ms chunks is about 1900 messages, which arrive while the node is busy with one frame. The queue holds
 # a burst of half a minute of such chunks (they cost only their bytes while they wait), so none is lost for arriving
