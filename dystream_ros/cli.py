@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from dystream_ros.errors import DystreamError
+from dystream_ros.resources import use_dds_profile
 
 # name -> (module, one-line help). Commands whose module is not in this checkout yet are left out of the table.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dystream`` command line; return the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    use_dds_profile()  # for the commands that talk ROS, and the nodes they start
     parser = argparse.ArgumentParser(prog='dystream', description='A live talking face for social robots.')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     chosen = next((arg for arg in argv if not arg.startswith('-')), None)

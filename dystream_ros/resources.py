@@ -11,6 +11,7 @@ from pathlib import Path
 
 PACKAGE = 'dystream_ros'
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
+FAST_DDS_2_DISTROS = ('humble', 'jazzy')  # their Fast DDS reads FASTRTPS_DEFAULT_PROFILES_FILE, later ones FASTDDS_
 
 
 def share_dir() -> Path:
@@ -34,6 +35,22 @@ def share_dir() -> Path:
 def share_path(*parts: str) -> Path:
     """Return a path below :func:`share_dir`, e.g. ``share_path('config', 'default.yaml')``."""
     return share_dir().joinpath(*parts)
+
+
+def use_dds_profile() -> None:
+    """Give Fast DDS the package's profile, config/fastdds_shm.xml (a shared-memory segment that carries a 512x512
+    face image whole), unless the user chose a profile. Call it before rclpy creates a context.
+
+    The node executables and the ``dystream`` command call it, so they run with the settings they need however
+    they are started (a launch file, ``ros2 run``, ``.venv/bin/dystream``), not only from the Makefile.
+    """
+    fast_dds_2 = os.environ.get('ROS_DISTRO') in FAST_DDS_2_DISTROS  # ROS_DISTRO: set by a sourced ROS install
+    variable = 'FASTRTPS_DEFAULT_PROFILES_FILE' if fast_dds_2 else 'FASTDDS_DEFAULT_PROFILES_FILE'
+    # Fast DDS 3 also reads the old variable (with a deprecation warning): a profile there is the user's choice too
+    chosen = (variable,) if fast_dds_2 else ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+    profile = share_path('config', 'fastdds_shm.xml')
+    if profile.is_file() and not any(os.environ.get(name) for name in chosen):
+        os.environ[variable] = str(profile)
 
 
 def demo_bag() -> Path:

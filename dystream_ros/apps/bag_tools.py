@@ -57,8 +57,9 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
 
-    from dystream_ros.msg import FaceMotion
+    from dystream_ros.msg import AudioInfo, FaceMotion
     from dystream_ros.nodes.conversions import stamp_ns
+    from dystream_ros.nodes.qos import INFO_QOS
 
     rclpy.init()
     node = rclpy.create_node('dystream_bag_replay')
@@ -78,8 +79,11 @@ def replay(bag: Path, rate: float = 1.0, fast: bool = False, topics: list[str] |
             if not connections:
                 msg = f'{bag} has none of the topics {topics}'
                 raise DataError(msg)
+            audio_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            # AudioInfo latched, as dystream_node subscribes it (a volatile publisher would match nothing)
             publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic,
-                                                         QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                                                         INFO_QOS if message_class(c.msgtype) is AudioInfo
+                                                         else audio_qos)
                           for c in connections}
             _wait_for_subscribers(node, publishers, timeout_s=5.0)
             while True:

@@ -34,9 +34,11 @@ def project_typestore(store: Stores = Stores.ROS2_KILTED) -> Typestore:
 
 def write_conversation_bag(path: Path, self_audio: np.ndarray, partner_audio: np.ndarray, start_ns: int,
                            chunk_samples: int = 512, storage: StoragePlugin = StoragePlugin.MCAP,
-                           self_topic: str = '/self_audio', partner_topic: str = '/partner_audio') -> int:
-    """Write two 16 kHz voices as a robot would publish them: AudioDataStamped chunks (S16LE mono) stamped with
-    the time of their first sample, plus one AudioInfo per voice. Return the number of messages."""
+                           self_topic: str = '/self_audio', partner_topic: str = '/partner_audio',
+                           sample_rate_hz: int = SAMPLE_RATE_HZ) -> int:
+    """Write two voices sampled at ``sample_rate_hz`` as a robot would publish them: AudioDataStamped chunks
+    (S16LE mono) stamped with the time of their first sample, plus one AudioInfo per voice. Return the number of
+    messages."""
     typestore = project_typestore()
     audio_type, info_type = f'{PACKAGE}/msg/AudioDataStamped', f'{PACKAGE}/msg/AudioInfo'
     classes = typestore.types  # rosbags' message classes, by type name
@@ -46,14 +48,14 @@ def write_conversation_bag(path: Path, self_audio: np.ndarray, partner_audio: np
     with Writer(path, version=9, storage_plugin=storage) as writer:
         for topic, audio in ((self_topic, self_audio), (partner_topic, partner_audio)):
             info = writer.add_connection(f'{topic}_info', info_type, typestore=typestore)
-            declared = info_class(1, SAMPLE_RATE_HZ, 'S16LE', SAMPLE_RATE_HZ * 16, 'WAVE')  # bitrate: 16-bit mono
+            declared = info_class(1, sample_rate_hz, 'S16LE', sample_rate_hz * 16, 'WAVE')  # bitrate: 16-bit mono
             writer.write(info, start_ns, typestore.serialize_cdr(declared, info_type))
             connection = writer.add_connection(topic, audio_type, typestore=typestore)
             pcm = (np.clip(audio, -1, 1) * 32767).astype('<i2')
             for first in range(0, len(pcm), chunk_samples):
-                stamp_ns = start_ns + first * NS_PER_S // SAMPLE_RATE_HZ
+                stamp_ns = start_ns + first * NS_PER_S // sample_rate_hz
                 chunk = pcm[first:first + chunk_samples]
-                arrival_ns = stamp_ns + len(chunk) * NS_PER_S // SAMPLE_RATE_HZ  # published when captured
+                arrival_ns = stamp_ns + len(chunk) * NS_PER_S // sample_rate_hz  # published when captured
                 header = header_class(time_class(*divmod(stamp_ns, NS_PER_S)), 'microphone')
                 message = audio_class(header, data_class(chunk.view(np.uint8).copy()))
                 writer.write(connection, arrival_ns, typestore.serialize_cdr(message, audio_type))

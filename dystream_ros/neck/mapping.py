@@ -127,9 +127,13 @@ class NeckMapper:
         self.rejected_inputs = 0  # steps whose pose or dt was not finite
         self.reset()
 
-    def reset(self) -> None:
-        """Go back to rest: joints at their offsets (clipped to the limits), at standstill."""
-        self._position = np.clip(self._offset, self._lo, self._hi)
+    def reset(self, start_rad: np.ndarray | Sequence[float] | None = None) -> None:
+        """Stand still at ``start_rad`` (J,), by default at rest (the offsets); clipped to the limits.
+
+        A mapper that replaces another (new limits or gains at run time) starts where the joints are.
+        """
+        start = self._offset if start_rad is None else np.asarray(start_rad, np.float64)
+        self._position = np.clip(start, self._lo, self._hi)
         self._velocity = np.zeros_like(self._position)
         self._target = self._position.copy()
         self._pose = np.zeros(3)

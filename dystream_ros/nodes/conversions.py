@@ -12,12 +12,14 @@ from geometry_msgs.msg import Quaternion, QuaternionStamped, Vector3
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from dystream_ros.audio import AudioFormat
+from dystream_ros.audio import AudioFormat, AudioIssue
 from dystream_ros.errors import ConfigError
 from dystream_ros.face.images import check_rgb
 from dystream_ros.face.motion import BLENDSHAPE_NAMES, BLENDSHAPES, TRANSLATION, head_quaternion
 from dystream_ros.msg import AudioInfo, FaceMotion
 from dystream_ros.units import FPS, NS_PER_S
+
+OTHER_CLOCK_NS = NS_PER_S  # a frame stamped this long before now has its stamps on another clock (an old bag)
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -80,10 +82,13 @@ def neck_message(output: FrameOutput, header: Header, neck_output: str, now_ns: 
     if neck_output == 'joint_state':
         return JointState(header=header, name=list(command.names), position=command.positions.tolist(),
                           velocity=command.velocities.tolist())
-    # A trajectory controller starts the trajectory at header.stamp, the frame's audio time, so the point is due
-    # one frame period after now; stamps on another clock (an old bag) get it one frame after the stamp.
-    live = abs(now_ns - output.stamp_ns) < NS_PER_S
-    reach_ns = (now_ns - output.stamp_ns if live else 0) + NS_PER_S // FPS
+    # A trajectory controller starts the trajectory at header.stamp, the frame's audio time, and reaches the point
+    # time_from_start later: at the stamp itself (the face shows the frame then), but never sooner than one frame
+    # from now, since a point due in the past is refused or jumped to. Stamps on another clock (an old bag) get
+    # the point one frame after the stamp.
+    frame_ns = NS_PER_S // FPS
+    other_clock = now_ns - output.stamp_ns > OTHER_CLOCK_NS
+    reach_ns = frame_ns if other_clock else max(0, now_ns + frame_ns - output.stamp_ns)
     point = JointTrajectoryPoint(positions=command.positions.tolist(), velocities=command.velocities.tolist(),
                                  time_from_start=duration_message(reach_ns))
     return JointTrajectory(header=header, joint_names=list(command.names), points=[point])
@@ -98,30 +103,69 @@ def diagnostic_values(status: EngineStatus, latencies_ms: Collection[float],
         'latency_p50_ms': round(float(np.percentile(latencies, 50)), 1),
         'latency_p99_ms': round(float(np.percentile(latencies, 99)), 1),
         'frames_dropped': status.frames_dropped, 'renders_dropped': status.renders_dropped,
+        'frames_light': status.frames_light,
         'backend': status.generator, 'providers': ','.join(status.providers), 'lookahead_ms': status.lookahead_ms,
         **{f'{stage}_ms_mean': round(float(np.mean(ms)), 2) for stage, ms in stage_ms.items()}}
     for stream, voice in status.voices.items():
+        values[f'{stream}_audio_delivery_delay_ms'] = round(voice.delivery_delay_ms, 1)
+        values[f'{stream}_audio_wait_ms'] = round(voice.wait_ms, 1)
         for issue, count in voice.issues.items():
             values[f'{stream}_audio_{issue.lower()}'] = count
     return values
 
 
-def face_diagnostics(name: str, status: EngineStatus, unrendered: int, values: dict[str, object]) -> DiagnosticStatus:
-    """The node's DiagnosticStatus: WARN when frames were dropped or the renderer fell behind in the last second."""
-    level, message = DiagnosticStatus.OK, 'publishing'
+def late_voice_problems(status: EngineStatus) -> list[str]:
+    """A line for each voice whose audio arrives later than frames may wait for it (its audio is dropped)."""
+    return [f'{stream}_audio: {voice.explain(AudioIssue.LATE)}' for stream, voice in status.voices.items()
+            if voice.delivery_delay_ms > voice.max_wait_ms]
+
+
+def face_diagnostics(name: str, status: EngineStatus, unrendered: int, values: dict[str, object],
+                     problems: Collection[str] = (), lightened: int = 0) -> DiagnosticStatus:
+    """The node's DiagnosticStatus: WARN, saying why, when ``problems`` (e.g. wrong publishers) are given, frames
+    were dropped, or work was shed in the last second (``unrendered`` images, ``lightened`` Euler steps)."""
+    warnings = list(problems)
     if unrendered:
-        level = DiagnosticStatus.WARN
-        message = (f'the renderer is over its budget: {unrendered} frames in the last second got no image (their '
-                   'motion and pose were published); lower image_size or use the stylised renderer')
+        warnings.append(f'short of time: {unrendered} frames in the last second got no image (their motion and pose '
+                        'were published); lower image_size, use the stylised renderer or backend onnx, or free the CPU')
+    if lightened:
+        warnings.append(f'short of time: {lightened} frames in the last second were sampled with fewer Euler steps')
     if status.frames_dropped:
-        level, message = DiagnosticStatus.WARN, f'{status.frames_dropped} frames dropped (the engine fell behind)'
-    return DiagnosticStatus(level=level, name=name, message=message, hardware_id='dystream_ros',
+        warnings.append(f'{status.frames_dropped} frames dropped (the engine fell behind)')
+    return DiagnosticStatus(level=DiagnosticStatus.WARN if warnings else DiagnosticStatus.OK, name=name,
+                            message='; '.join(warnings) or 'publishing', hardware_id='dystream_ros',
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
 
 
-def audio_format_of(info: AudioInfo) -> AudioFormat:
-    """The format an AudioInfo declares; ConfigError for compressed audio or values out of range."""
+def audio_type_problems(stream: str, expected: str, offered: dict[str, list[str]]) -> list[str]:
+    """What to fix when publishers on ``stream``'s audio topic send another type than ``expected``.
+
+    Args:
+        stream: 'self' or 'partner'.
+        expected: the type the node subscribes, e.g. ``dystream_ros/msg/AudioDataStamped``.
+        offered: each other type on the topic -> the publishers (node names) that send it.
+    """
+    problems = []
+    for type_name, publishers in sorted(offered.items()):
+        short = type_name.rsplit('/', 1)[-1]
+        if type_name.startswith('dystream_ros/msg/AudioData'):
+            fix = f'set {stream}_audio_type:={short}'
+        else:
+            fix = f'it is not audio: remap {stream}_audio to the topic of AudioDataStamped or AudioData'
+        problems.append(f'{stream}_audio: {", ".join(sorted(publishers))} publish {type_name}, but the node '
+                        f'subscribes {expected}, so nothing is received: {fix}')
+    return problems
+
+
+def inactive_diagnostics(name: str) -> DiagnosticStatus:
+    """The node's DiagnosticStatus while it is configured but not active: OK, nothing to report."""
+    return DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message='inactive', hardware_id='dystream_ros')
+
+
+def audio_format_of(info: AudioInfo, channel_select: tuple[int, ...] = ()) -> AudioFormat:
+    """The format an AudioInfo declares, keeping the node's ``channel_select`` (AudioInfo has no such field);
+    ConfigError for compressed audio, values out of range, or selected channels the stream does not have."""
     if info.coding_format and info.coding_format.upper() not in ('WAVE', 'PCM', 'RAW'):
         msg = f'coding_format {info.coding_format!r} is compressed; publish raw PCM (coding_format WAVE)'
         raise ConfigError(msg)
-    return AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format.upper())
+    return AudioFormat(int(info.sample_rate), int(info.channels), info.sample_format.upper(), channel_select)

@@ -16,29 +16,44 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import QuaternionStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
-from dystream_ros.audio import AudioIssue
+from dystream_ros.audio import AudioFormat, AudioIssue
 from dystream_ros.errors import DystreamError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
+from dystream_ros.neck import NeckMapper
 from dystream_ros.nodes import conversions, parameters
+from dystream_ros.nodes.qos import INFO_QOS
+from dystream_ros.resources import use_dds_profile
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
 from dystream_ros.units import STREAMS
 
+if TYPE_CHECKING:
+    from rclpy.parameter import Parameter
+
 MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # every frame's motion matters
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-AUDIO_DEPTH = 1000  # messages: a TTS sends a whole utterance at once (a minute of 40 ms chunks is 1500)
+IMAGE_QOS = {'best_effort': qos_profile_sensor_data,
+             'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}  # the newest image, resent
+# Messages queued per audio subscription. A TTS publishes a whole utterance at once, faster than real time: a
+# minute of 32 ms chunks is about 1900 messages, which arrive while the node is busy with one frame. The queue holds
+# a burst of half a minute of such chunks (they cost only their bytes while they wait), so none is lost for arriving
+# early.
+AUDIO_DEPTH = 1000
+# A frame published this long after its audio was complete (a stalled or overloaded machine) sends no neck command:
+# the head would move out of step with the face. The neck mapper still steps through it, so the next command
+# continues within the joints' limits.
+NECK_LATE_NS = 200_000_000
 NECK_TYPES = {'joint_trajectory': JointTrajectory, 'joint_state': JointState}
 POLL_PERIOD_S = 0.01  # how often frames due without new audio are looked for
 LOG_EVERY_S = 5.0  # each kind of input problem is logged at most this often (with a count)
@@ -54,16 +69,22 @@ class DystreamNode(LifecycleNode):
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
         self._tickers: list[Any] = []
+        self._diagnostics_timer: Any = None
+        self._active = False
         super().__init__('dystream_node', **kwargs)
         parameters.declare(self)
-        self.add_on_set_parameters_callback(parameters.check_changes)
+        self.add_on_set_parameters_callback(lambda changes: parameters.check_changes(
+            changes, parameters.current_values(self), configured=self._engine is not None))
+        self.add_post_set_parameters_callback(self._on_parameters_set)
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._stage_ms: dict[str, deque[float]] = {}  # generate, render, publish: per frame, last 10 s
         self._messages = dict.fromkeys(STREAMS, 0)
         self._last_log: dict[tuple[str, AudioIssue], float] = {}
+        self._problems_logged: set[str] = set()  # wrong publishers already logged
         self._unlogged: dict[tuple[str, AudioIssue], int] = {}
         self.frames_published = 0
         self._renders_dropped_before = 0  # renders_dropped at the previous diagnostics
+        self._frames_light_before = 0  # frames_light at the previous diagnostics
 
     # ----- lifecycle -----------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -75,11 +96,13 @@ class DystreamNode(LifecycleNode):
             self.get_logger().error(f'cannot configure: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._outputs = {
-            'image': self.create_lifecycle_publisher(Image, 'face/image', qos_profile_sensor_data),
+            'image': self.create_lifecycle_publisher(Image, 'face/image', IMAGE_QOS[settings.image_reliability]),
             'motion': self.create_lifecycle_publisher(FaceMotion, 'face/motion', MOTION_QOS),
             'pose': self.create_lifecycle_publisher(QuaternionStamped, 'head/pose', MOTION_QOS),
-            'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics', MOTION_QOS),
+            # a plain publisher: diagnostics say "inactive" while the lifecycle publishers are off
+            'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', MOTION_QOS),
         }
+        self._diagnostics_timer = self.create_timer(1.0, self._on_diagnostics)
         if settings.neck_output in NECK_TYPES:
             self._outputs['neck'] = self.create_lifecycle_publisher(NECK_TYPES[settings.neck_output],
                                                                     'neck/command', NECK_QOS)
@@ -99,6 +122,7 @@ class DystreamNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f'warm-up: {frames} frames in {time.perf_counter() - started:.2f} s')
         self._engine.reset(self._now_ns())
+        self._renders_dropped_before = self._frames_light_before = 0  # the engine's counts start over
         reliability = (ReliabilityPolicy.BEST_EFFORT if self._settings.audio_reliability == 'best_effort'
                        else ReliabilityPolicy.RELIABLE)
         audio_qos = QoSProfile(depth=AUDIO_DEPTH, reliability=reliability)
@@ -110,7 +134,8 @@ class DystreamNode(LifecycleNode):
             self._inputs.append(self.create_subscription(
                 AudioInfo, f'{stream}_audio_info', lambda msg, stream=stream: self._on_audio_info(stream, msg),
                 INFO_QOS))
-        self._tickers = [self.create_timer(POLL_PERIOD_S, self._on_poll), self.create_timer(1.0, self._on_diagnostics)]
+        self._tickers = [self.create_timer(POLL_PERIOD_S, self._on_poll)]
+        self._active = True
         self.get_logger().info('active: listening on self_audio and partner_audio')
         return super().on_activate(state)
 
@@ -122,6 +147,9 @@ class DystreamNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Free the model and the publishers."""
         self._drop_io()
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
         for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
         self._outputs, self._engine = {}, None
@@ -136,7 +164,7 @@ class DystreamNode(LifecycleNode):
             self.destroy_subscription(subscription)
         for timer in self._tickers:
             self.destroy_timer(timer)
-        self._inputs, self._tickers = [], []
+        self._inputs, self._tickers, self._active = [], [], False
 
     # ----- input ---------------------------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -154,13 +182,34 @@ class DystreamNode(LifecycleNode):
             self.get_logger().error(f'{stream}_audio: {exc}', throttle_duration_sec=LOG_EVERY_S)
 
     def _on_audio_info(self, stream: str, msg: AudioInfo) -> None:
+        selected = self._engine.status().voices[stream].audio_format.channel_select  # a parameter: kept
         try:
-            audio_format = conversions.audio_format_of(msg)
+            audio_format = conversions.audio_format_of(msg, selected)
         except DystreamError as exc:
             self.get_logger().error(f'{stream}_audio_info rejected, keeping the previous format: {exc}')
             return
+        self._set_format(stream, audio_format)
+
+    def _set_format(self, stream: str, audio_format: AudioFormat) -> None:
+        """Decode ``stream`` with the newest declared format (an AudioInfo or the parameters)."""
         self._report(stream, self._engine.set_format(stream, audio_format))
-        self.get_logger().info(f'{stream}_audio is now {audio_format}')
+        self.get_logger().info(f'{stream}_audio is now {audio_format.sample_rate_hz} Hz, {audio_format.channels} '
+                               f'channel(s), {audio_format.sample_format}')
+
+    def _on_parameters_set(self, changed: list[Parameter]) -> None:
+        """Put changed parameters into effect at once (the on-set callback refused those that cannot be)."""
+        if self._engine is None:  # configure reads them
+            return
+        previous, self._settings = self._settings, parameters.read(self)
+        if self._settings.neck != previous.neck and self._settings.neck is not None:
+            neck = NeckMapper(self._settings.neck)
+            neck.reset(self._engine.neck.positions)  # on from where the joints are, not from rest
+            self._engine.neck = neck
+        for stream in STREAMS:
+            if self._settings.formats[stream] != previous.formats[stream]:
+                self._set_format(stream, self._settings.formats[stream])
+        self._engine.configure(parameters.engine_config(self._settings))
+        self.get_logger().info(f'in effect now: {", ".join(sorted(p.name for p in changed))}')
 
     def _report(self, stream: str, issues: list[AudioIssue]) -> None:
         """Log each kind of problem once per burst, with how often it happened since the last log."""
@@ -187,10 +236,11 @@ class DystreamNode(LifecycleNode):
             if output.image is not None:
                 self._outputs['image'].publish(conversions.image_message(output.image, header))
             self._outputs['pose'].publish(conversions.pose_message(output, header))
-            if output.neck is not None and 'neck' in self._outputs:
+            now = self._now_ns()
+            if output.neck is not None and 'neck' in self._outputs and now - output.completed_ns <= NECK_LATE_NS:
                 self._outputs['neck'].publish(conversions.neck_message(output, header, self._settings.neck_output,
-                                                           self._now_ns()))
-            latency_ns = max(self._now_ns() - output.due_ns, 0)
+                                                                       now))
+            latency_ns = max(now - output.due_ns, 0)
             self._outputs['motion'].publish(conversions.face_motion_message(output, header, latency_ns))
             self._latencies_ms.append(latency_ns / 1e6)
             self.frames_published += 1
@@ -198,6 +248,10 @@ class DystreamNode(LifecycleNode):
                 self._stage_ms.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(ms)
 
     def _on_diagnostics(self) -> None:
+        name = f'{self.get_fully_qualified_name()}: face'  # one status per node, whatever its namespace
+        if not self._active:
+            self._publish_diagnostics(conversions.inactive_diagnostics(name))
+            return
         status = self._engine.status()
         values = {**{f'{stream}_audio_messages_per_s': count for stream, count in self._messages.items()},
                   'frames_published': self.frames_published,
@@ -205,9 +259,30 @@ class DystreamNode(LifecycleNode):
         self._messages = dict.fromkeys(STREAMS, 0)
         unrendered, self._renders_dropped_before = (status.renders_dropped - self._renders_dropped_before,
                                                     status.renders_dropped)
-        diagnostics = conversions.face_diagnostics(f'{self.get_name()}: face', status, unrendered, values)
-        if unrendered:
+        lightened, self._frames_light_before = status.frames_light - self._frames_light_before, status.frames_light
+        problems = self._audio_type_problems() + conversions.late_voice_problems(status)
+        for problem in set(problems) - self._problems_logged:
+            self.get_logger().warning(problem)
+        self._problems_logged = set(problems)
+        diagnostics = conversions.face_diagnostics(name, status, unrendered, values, problems, lightened)
+        if unrendered or lightened:
             self.get_logger().warning(diagnostics.message, throttle_duration_sec=LOG_EVERY_S)
+        self._publish_diagnostics(diagnostics)
+
+    def _audio_type_problems(self) -> list[str]:
+        """Publishers on the audio topics whose type is not the one subscribed (they match nothing, silently)."""
+        problems = []
+        for stream in STREAMS:
+            expected = f'dystream_ros/msg/{self._settings.values[f"{stream}_audio_type"]}'
+            offered: dict[str, list[str]] = {}
+            for info in self.get_publishers_info_by_topic(self.resolve_topic_name(f'{stream}_audio')):
+                if info.topic_type != expected:
+                    node = f'{info.node_namespace.rstrip("/")}/{info.node_name}'
+                    offered.setdefault(info.topic_type, []).append(node)
+            problems += conversions.audio_type_problems(stream, expected, offered)
+        return problems
+
+    def _publish_diagnostics(self, diagnostics: DiagnosticStatus) -> None:
         array = DiagnosticArray(status=[diagnostics])
         array.header.stamp = self.get_clock().now().to_msg()
         self._outputs['diagnostics'].publish(array)
@@ -215,6 +290,7 @@ class DystreamNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Run dystream_node until SIGINT or SIGTERM; configure and activate it when ``autostart`` is true."""
+    use_dds_profile()
     rclpy.init(args=args)
     node = DystreamNode()
     code = 0

@@ -3,7 +3,9 @@ face engine they describe.
 
 ``ros2 param describe /dystream_node <name>`` shows each description. Values are checked when the node is
 configured (and when set at run time): a bad value is refused with a message naming the parameter and what it
-accepts, never silently replaced.
+accepts, never silently replaced. Set at run time, a parameter takes effect on the next frame (frame_id, the neck,
+the audio formats), or is refused with the reason while the node is configured (those built into the model and the
+engine: SET_AT_CONFIGURE), or is read-only.
 """
 from __future__ import annotations
 
@@ -36,11 +38,18 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'renderer': ('stylised', 'photo', 'none'),
     'neck_output': ('joint_trajectory', 'joint_state', 'none'),
     'audio_reliability': ('best_effort', 'reliable'),
+    'image_reliability': ('best_effort', 'reliable'),
     'self_audio_type': ('AudioDataStamped', 'AudioData'),
     'partner_audio_type': ('AudioDataStamped', 'AudioData'),
     'self_sample_format': ('S16LE', 'S32LE', 'F32LE'),
     'partner_sample_format': ('S16LE', 'S32LE', 'F32LE'),
 }
+
+ALL_CHANNELS = -1  # *_channel_select [-1]: every channel (a ROS array parameter cannot be empty and typed)
+_CHANNELS_HELP = ('[-1] for all of them. ReSpeaker USB Mic Array v2.0 with its 6-channel firmware: [0] the processed '
+                  '(beamformed, echo-cancelled) channel, [1, 2, 3, 4] the raw microphones, 5 the playback reference '
+                  '(the robot\'s own voice: never the partner); with its 4-channel firmware [0, 1, 2, 3] are the raw '
+                  'microphones')
 
 # name -> (default, description, range (min, max) for numbers or None)
 _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
@@ -64,6 +73,9 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'renderer': ('stylised', 'face image: stylised (robot face), photo (warps avatar_image) or none', None),
     'avatar_image': ('', 'portrait for the photo renderer; empty for the public-domain astronaut portrait', None),
     'image_size': (512, 'face image width and height in pixels', (64, 2048)),
+    'image_reliability': ('best_effort', 'QoS reliability of face/image: best_effort (sensor data: a slow display '
+                          'gets the newest image, never old ones) or reliable (for subscribers that ask for reliable, '
+                          'such as rqt_image_view or rviz with their default settings)', None),
     'frame_id': ('face', 'frame_id of the face image, face motion and head pose', None),
     'audio_reliability': ('best_effort', 'QoS reliability of the audio subscriptions (best_effort also receives '
                           'from reliable publishers; reliable receives nothing from best-effort ones)', None),
@@ -72,11 +84,16 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'partner_audio_type': ('AudioDataStamped', 'message type on partner_audio: AudioDataStamped or AudioData',
                            None),
     'self_sample_rate': (16000, 'sample rate of self_audio in Hz, until an AudioInfo says otherwise', (8000, 48000)),
-    'self_channels': (1, 'interleaved channels of self_audio (downmixed to mono)', (1, 8)),
+    'self_channels': (1, 'interleaved channels of self_audio (mixed to mono, see self_channel_select)', (1, 8)),
+    'self_channel_select': ([ALL_CHANNELS], f'channels of self_audio mixed to mono (0-based); {_CHANNELS_HELP}',
+                            None),
     'self_sample_format': ('S16LE', 'encoding of self_audio: S16LE, S32LE or F32LE', None),
     'partner_sample_rate': (16000, 'sample rate of partner_audio in Hz, until an AudioInfo says otherwise',
                             (8000, 48000)),
-    'partner_channels': (1, 'interleaved channels of partner_audio (downmixed to mono)', (1, 8)),
+    'partner_channels': (1, 'interleaved channels of partner_audio (mixed to mono, see partner_channel_select)',
+                         (1, 8)),
+    'partner_channel_select': ([ALL_CHANNELS], 'channels of partner_audio mixed to mono (0-based); '
+                               f'{_CHANNELS_HELP}', None),
     'partner_sample_format': ('S16LE', 'encoding of partner_audio: S16LE, S32LE or F32LE', None),
     'max_wait_ms': (500.0, 'the longest a frame waits past its lookahead for a voice whose audio arrives late (each '
                     'voice is waited for as late as it is measured to arrive, at least 40 ms, at most this)',
@@ -96,13 +113,24 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'autostart': (True, 'configure and activate on start (set false to drive the lifecycle yourself)', None),
 }
 READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size',
-             'self_audio_type',
-             'partner_audio_type', 'audio_reliability', 'neck_output', 'neck_joint_names', 'autostart'}
+             'self_audio_type', 'partner_audio_type', 'audio_reliability', 'image_reliability', 'neck_output',
+             'neck_joint_names', 'autostart'}
+
+# Parameters that are built into the model or the engine when the node is configured, and why. While the node is
+# configured they are refused (with that reason): accepted, they would do nothing until the next configure.
+SET_AT_CONFIGURE = {
+    **dict.fromkeys(('steps', *GUIDANCE_WEIGHTS), 'the sampler is built with the model: its noise levels and guidance '
+                    'branches (baked into the graphs with the onnx backend)'),
+    'seed': 'it seeds the sampler when the model is loaded',
+    'lookahead_ms': 'it is checked against the model when the model is loaded',
+}
 
 
 def _descriptor(name: str, default: Any, description: str, limits: tuple[float, float] | None) -> ParameterDescriptor:
     if name in CHOICES:
         description = f'{description} [{"|".join(CHOICES[name])}]'
+    if name in SET_AT_CONFIGURE:
+        description = f'{description} (taken when the node is configured: set it before, or clean up and configure)'
     descriptor = ParameterDescriptor(description=description, read_only=name in READ_ONLY)
     if limits is not None and isinstance(default, int):
         descriptor.integer_range = [IntegerRange(from_value=int(limits[0]), to_value=int(limits[1]), step=1)]
@@ -110,6 +138,7 @@ def _descriptor(name: str, default: Any, description: str, limits: tuple[float, 
         descriptor.floating_point_range = [FloatingPointRange(from_value=float(limits[0]), to_value=float(limits[1]))]
     if isinstance(default, list):
         descriptor.type = (ParameterType.PARAMETER_STRING_ARRAY if isinstance(default[0], str)
+                           else ParameterType.PARAMETER_INTEGER_ARRAY if isinstance(default[0], int)
                            else ParameterType.PARAMETER_DOUBLE_ARRAY)
     return descriptor
 
@@ -129,13 +158,29 @@ def check_choice(name: str, value: Any) -> str | None:
     return None
 
 
-def check_changes(changes: list[Parameter]) -> SetParametersResult:
-    """The node's on-set-parameters callback: refuse a value that :func:`check_choice` refuses."""
+def current_values(node: Node) -> dict[str, Any]:
+    """The current value of every parameter of dystream_node."""
+    return {name: node.get_parameter(name).value for name in _PARAMETERS}
+
+
+def check_changes(changes: list[Parameter], current: dict[str, Any], configured: bool) -> SetParametersResult:
+    """The node's on-set-parameters callback: refuse a change that would do nothing now (see SET_AT_CONFIGURE),
+    and a set of values that configure would refuse (the whole set: e.g. neck arrays of different lengths)."""
     for change in changes:
-        problem = check_choice(change.name, change.value)
-        if problem:
-            return SetParametersResult(successful=False, reason=problem)
+        if configured and change.name in SET_AT_CONFIGURE:
+            reason = (f'{change.name} cannot change while the node is configured ({SET_AT_CONFIGURE[change.name]}): '
+                      'deactivate and clean up the node, set it, then configure and activate it again')
+            return SetParametersResult(successful=False, reason=reason)
+    try:
+        settings_of({**current, **{change.name: change.value for change in changes}})
+    except ConfigError as exc:
+        return SetParametersResult(successful=False, reason=str(exc))
     return SetParametersResult(successful=True)
+
+
+def channel_selection(value: list[int]) -> tuple[int, ...]:
+    """AudioFormat.channel_select of a ``*_channel_select`` parameter: () for [-1] (all channels)."""
+    return () if list(value) == [ALL_CHANNELS] else tuple(value)
 
 
 @dataclass(frozen=True)
@@ -155,13 +200,18 @@ class NodeSettings:
 
 def read(node: Node) -> NodeSettings:
     """Read and check every parameter; raise ConfigError with one line per bad value."""
-    values = {name: node.get_parameter(name).value for name in _PARAMETERS}
+    return settings_of(current_values(node))
+
+
+def settings_of(values: dict[str, Any]) -> NodeSettings:
+    """Check a value for every parameter; raise ConfigError with one line per bad value."""
     problems = [p for p in (check_choice(n, v) for n, v in values.items()) if p]
     formats = {}
     for stream in ('self', 'partner'):
         try:
             formats[stream] = AudioFormat(values[f'{stream}_sample_rate'], values[f'{stream}_channels'],
-                                          values[f'{stream}_sample_format'])
+                                          values[f'{stream}_sample_format'],
+                                          channel_selection(values[f'{stream}_channel_select']))
         except ConfigError as exc:
             problems.append(f'{stream} audio: {exc}')
     neck = None
@@ -176,6 +226,11 @@ def read(node: Node) -> NodeSettings:
     if problems:
         raise ConfigError('; '.join(problems))
     return NodeSettings(values, formats, neck)
+
+
+def engine_config(settings: NodeSettings) -> EngineConfig:
+    """When the engine makes frames, as the parameters say (it takes a new one at once: FaceEngine.configure)."""
+    return EngineConfig(max_wait_ms=settings.max_wait_ms, inactive_after_s=settings.inactive_after_s)
 
 
 def build_engine(settings: NodeSettings, start_ns: int) -> FaceEngine:
@@ -196,5 +251,5 @@ def build_engine(settings: NodeSettings, start_ns: int) -> FaceEngine:
     renderer = (None if settings.renderer == 'none' else
                 make_renderer(settings.renderer, settings.image_size, settings.avatar_image or None))
     neck = NeckMapper(settings.neck) if settings.neck is not None else None
-    config = EngineConfig(max_wait_ms=settings.max_wait_ms, inactive_after_s=settings.inactive_after_s)
+    config = engine_config(settings)
     return FaceEngine(generator, renderer, neck, config, start_ns=start_ns, formats=settings.formats)
