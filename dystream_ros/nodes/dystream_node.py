@@ -237,7 +237,7 @@ class DystreamNode(LifecycleNode):
                 self._outputs['image'].publish(conversions.image_message(output.image, header))
             self._outputs['pose'].publish(conversions.pose_message(output, header))
             now = self._now_ns()
-            if output.neck is not None and 'neck' in self._outputs and now - output.completed_ns <= NECK_LATE_NS:
+            if output.neck is not None and 'neck' in self._outputs and now - output.due_ns <= NECK_LATE_NS:
                 self._outputs['neck'].publish(conversions.neck_message(output, header, self._settings.neck_output,
                                                                        now))
             latency_ns = max(now - output.due_ns, 0)
