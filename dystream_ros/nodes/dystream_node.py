@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import rclpy
@@ -24,6 +25,7 @@ from geometry_msgs.msg import QuaternionStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
@@ -40,6 +42,7 @@ from dystream_ros.units import STREAMS
 
 if TYPE_CHECKING:
     from rclpy.parameter import Parameter
+    from rclpy.subscription import MessageInfo
 
 MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # every frame's motion matters
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -54,6 +57,8 @@ AUDIO_DEPTH = 1000
 # the head would move out of step with the face. The neck mapper still steps through it, so the next command
 # continues within the joints' limits.
 NECK_LATE_NS = 200_000_000
+# rclpy since Iron passes the middleware's receive time to a two-argument callback; Humble's does not
+RECEIVE_TIMES = hasattr(Subscription, 'CallbackType')
 NECK_TYPES = {'joint_trajectory': JointTrajectory, 'joint_state': JointState}
 POLL_PERIOD_S = 0.01  # how often frames due without new audio are looked for
 LOG_EVERY_S = 5.0  # each kind of input problem is logged at most this often (with a count)
@@ -128,9 +133,10 @@ class DystreamNode(LifecycleNode):
         audio_qos = QoSProfile(depth=AUDIO_DEPTH, reliability=reliability)
         for stream in STREAMS:
             stamped = self._settings.values[f'{stream}_audio_type'] == 'AudioDataStamped'
+            on_audio = (partial(self._on_audio, stream, stamped) if RECEIVE_TIMES
+                        else partial(self._on_audio, stream, stamped, info=None))
             self._inputs.append(self.create_subscription(
-                AudioDataStamped if stamped else AudioData, f'{stream}_audio',
-                lambda msg, stream=stream, stamped=stamped: self._on_audio(stream, msg, stamped), audio_qos))
+                AudioDataStamped if stamped else AudioData, f'{stream}_audio', on_audio, audio_qos))
             self._inputs.append(self.create_subscription(
                 AudioInfo, f'{stream}_audio_info', lambda msg, stream=stream: self._on_audio_info(stream, msg),
                 INFO_QOS))
@@ -170,13 +176,18 @@ class DystreamNode(LifecycleNode):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _on_audio(self, stream: str, msg: AudioDataStamped | AudioData, stamped: bool) -> None:
+    def _on_audio(self, stream: str, stamped: bool, msg: AudioDataStamped | AudioData,
+                  info: MessageInfo | None) -> None:
         now = self._now_ns()
+        # when the middleware received it: a node busy with a frame takes a message later, and that is not the
+        # audio's delay but the node's (the engine then sees it is behind, and sheds work)
+        received = (info or {}).get('received_timestamp', 0)
+        arrival = min(received, now) if received and not self.get_parameter('use_sim_time').value else now
         self._messages[stream] += 1
         data = msg.audio.data if stamped else msg.data
         stamp = conversions.stamp_ns(msg.header.stamp) if stamped else 0
         try:
-            self._report(stream, self._engine.push(stream, bytes(data), stamp or None, now))
+            self._report(stream, self._engine.push(stream, bytes(data), stamp or None, arrival))
             self._publish(self._engine.poll(now))
         except DystreamError as exc:
             self.get_logger().error(f'{stream}_audio: {exc}', throttle_duration_sec=LOG_EVERY_S)

@@ -80,7 +80,7 @@ class EngineConfig:
 
     max_wait_ms: float = 500.0  # the longest a frame waits for a voice whose audio arrives late
     inactive_after_s: float = 0.5  # a voice silent on the topic this long is not waited for
-    max_backlog_s: float = 1.0  # further behind than this, skip ahead (frames dropped) rather than catch up
+    max_backlog_s: float = 0.5  # further behind than this, skip ahead (frames dropped) rather than catch up
     buffer_s: float = 120.0  # audio kept per voice: a minute-long utterance in one message, and room ahead
     lead_ms: float = 100.0  # audio ahead of time: make each frame this long before it is shown
 
@@ -280,7 +280,8 @@ class FaceEngine:
 
     def _skip_if_hopelessly_behind(self, now_ns: int) -> None:
         need_ns = self.epoch_ns + frame_end(self.generator, self.next_frame) * NS_PER_S // SAMPLE_RATE_HZ
-        behind_ns = now_ns - need_ns - self._max_wait_ns
+        active = [v for v in self.voices.values() if v.active(now_ns, self._inactive_ns)]
+        behind_ns = now_ns - need_ns - max((self._wait_ns(v) for v in active), default=int(MIN_WAIT_MS * 1e6))
         if behind_ns <= self.config.max_backlog_s * NS_PER_S:
             return
         skip = int(behind_ns // FRAME_NS)
