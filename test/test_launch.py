@@ -17,9 +17,9 @@ from rclpy.qos import QoSProfile
 from rosbags.rosbag2 import Reader
 from support.launch_runner import load, processes
 from test_audio_capture import _virtual_microphone
-from test_audio_player import _Dac, _virtual_speaker
 
 from dystream_ros.apps.bags import write_conversation_bag
+from dystream_ros.apps.virtual_speaker import Dac, add_virtual_speaker
 from dystream_ros.data.corpus import conversation
 from dystream_ros.msg import FaceMotion
 
@@ -91,7 +91,7 @@ def test_robot_launch_feeds_the_microphone_to_the_face_as_the_partner_and_the_tt
     # the virtual microphone has no clock (it delivers the file as fast as it is read), so what is checked here
     # is the wiring; test_audio_capture and test_audio_player check the audio itself
     _virtual_microphone(tmp_path)
-    speaker = _Dac(_virtual_speaker(tmp_path))
+    speaker = Dac(add_virtual_speaker(tmp_path))
     launched = _Launched('robot', {'microphone': 'filemic', 'speaker': 'speaker'}, env={'HOME': str(tmp_path)})
     heard = []
     launched.node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: heard.extend(
