@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
@@ -21,6 +21,9 @@ from dystream_ros.errors import ConfigError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo
 from dystream_ros.nodes.conversions import time_message
 from dystream_ros.units import NS_PER_S
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -125,13 +128,14 @@ class AudioCaptureNode(Node):
         self._pyaudio.terminate()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Record until SIGINT or SIGTERM."""
+def run_sound_node(make_node: Callable[[], Any], name: str, args: list[str] | None) -> int:
+    """Run a node that holds a sound device (it has ``close()``) until SIGINT or SIGTERM; 1 if it cannot start
+    (no such device, a bad parameter), with the reason on stderr."""
     rclpy.init(args=args)
     try:
-        node = AudioCaptureNode()
+        node = make_node()
     except ConfigError as exc:
-        print(f'audio_capture_node: {exc}', file=sys.stderr)
+        print(f'{name}: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 1
     try:
@@ -143,6 +147,11 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Record until SIGINT or SIGTERM."""
+    return run_sound_node(AudioCaptureNode, 'audio_capture_node', args)
 
 
 if __name__ == '__main__':

@@ -17,16 +17,14 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from dystream_ros.audio import AudioFormat, VoiceInput
 from dystream_ros.errors import ConfigError, DystreamError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo
-from dystream_ros.nodes.audio_capture_node import audio_devices, choose_device
+from dystream_ros.nodes.audio_capture_node import audio_devices, choose_device, run_sound_node
 from dystream_ros.nodes.conversions import audio_format_of, stamp_ns
 from dystream_ros.units import NS_PER_S, SAMPLE_RATE_HZ
 
@@ -238,22 +236,7 @@ class AudioPlayerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Play until SIGINT or SIGTERM."""
-    rclpy.init(args=args)
-    try:
-        node = AudioPlayerNode()
-    except ConfigError as exc:
-        print(f'audio_player_node: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_sound_node(AudioPlayerNode, 'audio_player_node', args)
 
 
 if __name__ == '__main__':
