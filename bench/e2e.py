@@ -109,7 +109,9 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
         'cpu_percent': round(cpu_percent, 1),
         'rss_mb': round(max(mb for _, mb in rss), 1),
         'audio_issues': {key: int(value) for key, value in stages.items()
-                         if '_audio_' in key and not key.endswith('_per_s')},
+                         if '_audio_' in key and not key.endswith(('_per_s', '_ms'))},
+        'audio_delivery_delay_ms': {key: float(value) for key, value in stages.items()
+                                    if key.endswith('_audio_delivery_delay_ms')},
         'stages_ms': {key.removesuffix('_ms_mean').removesuffix('_ms'): float(value) for key, value in stages.items()
                       if key.endswith('_ms_mean') or key == 'lookahead_ms'},
         'machine_load': load.figures(),

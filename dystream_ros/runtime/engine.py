@@ -279,10 +279,11 @@ class FaceEngine:
         return bool(voice.timeline.heard(start, need + horizon).any())
 
     def _skip_if_hopelessly_behind(self, now_ns: int) -> None:
-        need_ns = self.epoch_ns + frame_end(self.generator, self.next_frame) * NS_PER_S // SAMPLE_RATE_HZ
-        active = [v for v in self.voices.values() if v.active(now_ns, self._inactive_ns)]
-        behind_ns = now_ns - need_ns - max((self._wait_ns(v) for v in active), default=int(MIN_WAIT_MS * 1e6))
-        if behind_ns <= self.config.max_backlog_s * NS_PER_S:
+        # behind: the next frame could have been made this long ago (audio that arrives late, or all at once, is
+        # not the engine falling behind: its frames are made as soon as it is here)
+        ready, completed_ns = self._ready(self.next_frame, now_ns)
+        behind_ns = now_ns - completed_ns
+        if not ready or behind_ns <= self.config.max_backlog_s * NS_PER_S:
             return
         skip = int(behind_ns // FRAME_NS)
         self.frames_dropped += skip
