@@ -287,7 +287,8 @@ class DystreamNode(LifecycleNode):
             expected = f'dystream_ros/msg/{self._settings.values[f"{stream}_audio_type"]}'
             offered: dict[str, list[str]] = {}
             for info in self.get_publishers_info_by_topic(self.resolve_topic_name(f'{stream}_audio')):
-                if info.topic_type != expected:
+                # a publisher whose node is not discovered yet is named in a second (it would be said twice)
+                if info.topic_type != expected and not info.node_name.startswith('_NODE_NAME_UNKNOWN'):
                     node = f'{info.node_namespace.rstrip("/")}/{info.node_name}'
                     offered.setdefault(info.topic_type, []).append(node)
             problems += conversions.audio_type_problems(stream, expected, offered)
