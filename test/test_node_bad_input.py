@@ -43,9 +43,8 @@ def test_bad_audio_is_repaired_logged_once_per_burst_and_counted() -> None:
          '-p', 'partner_sample_format:=F32LE'], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
 
-    def spin(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+    def spin_until(wall_ns: int) -> None:
+        while time.time_ns() < wall_ns:
             executor.spin_once(timeout_sec=0.01)
 
     def publish(publisher, data: bytes, stamp_ns: int) -> None:  # noqa: ANN001
@@ -58,6 +57,8 @@ def test_bad_audio_is_repaired_logged_once_per_burst_and_counted() -> None:
         assert motion, 'the node never started'
         tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(512) / 16000)).astype(np.float32)
         start = time.time_ns()
+        # a microphone's pace: message k goes out when its 32 ms are captured, however long the 10 MB ones take
+        # to send (stamps that fell seconds behind their arrival would read as another clock)
         for k in range(100):  # 3.2 s of 32 ms messages, with a bad one among every ten
             stamp = start + k * 32_000_000
             good = (tone * 32767).astype('<i2').tobytes()
@@ -68,13 +69,13 @@ def test_bad_audio_is_repaired_logged_once_per_burst_and_counted() -> None:
             if k % 10 == 5:
                 nan[::7] = np.nan
             publish(partner_pub, nan.tobytes(), stamp)
-            spin(0.032)
+            spin_until(stamp + 32_000_000)
         for k in range(100, 200):  # then the partner's microphone sends stereo, still declared mono
             stamp = start + k * 32_000_000
             publish(self_pub, (tone * 32767).astype('<i2').tobytes(), stamp)
             publish(partner_pub, np.repeat(tone, 2).tobytes(), stamp)
-            spin(0.032)
-        spin(2.5)
+            spin_until(stamp + 32_000_000)
+        spin_until(time.time_ns() + 2_500_000_000)
         frames = len(motion)
     finally:
         log = stop_node_and_graph(face, signal.SIGINT, executor, node, context)
