@@ -51,9 +51,13 @@ def stream(gen: StreamingGenerator, self_audio: np.ndarray, partner: np.ndarray)
     return np.stack([f.motion for f in frames])
 
 
+FRONTENDS = pytest.mark.parametrize('frontend', ['logmel', 'whisper_stem'])
+
+
+@FRONTENDS
 @pytest.mark.parametrize('lookahead_ms', [0, 10, 40, 60])
-def test_encoder_step_equals_whole_clip_encoding(lookahead_ms: int) -> None:
-    config = ModelConfig(lookahead_ms=lookahead_ms)
+def test_encoder_step_equals_whole_clip_encoding(lookahead_ms: int, frontend: str) -> None:
+    config = ModelConfig(lookahead_ms=lookahead_ms, audio_frontend=frontend)
     torch.manual_seed(0)
     encoder = AudioEncoder(config).eval()
     audio = torch.from_numpy(clips(1.3)[0])[None]
@@ -70,10 +74,12 @@ def test_encoder_step_equals_whole_clip_encoding(lookahead_ms: int) -> None:
     torch.testing.assert_close(torch.stack(online, 1), offline, atol=1e-5, rtol=0)
 
 
+@FRONTENDS
 @pytest.mark.parametrize('lookahead_ms', [0, 60])
 @pytest.mark.parametrize('which', ['self', 'partner'])
-def test_audio_after_frame_end_plus_lookahead_never_changes_earlier_frames(lookahead_ms: int, which: str) -> None:
-    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms), seed=1)
+def test_audio_after_frame_end_plus_lookahead_never_changes_earlier_frames(lookahead_ms: int, which: str,
+                                                                           frontend: str) -> None:
+    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms, audio_frontend=frontend), seed=1)
     self_audio, partner = clips(2.0)
     reference = gen.generate(self_audio, partner)
     t = 20
@@ -89,9 +95,10 @@ def test_audio_after_frame_end_plus_lookahead_never_changes_earlier_frames(looka
     assert np.abs(gen.generate(*earlier)[t] - reference[t]).max() > 0
 
 
+@FRONTENDS
 @pytest.mark.parametrize('lookahead_ms', [0, 60])
-def test_each_step_reads_one_encoder_window_after_the_first(lookahead_ms: int) -> None:
-    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms))
+def test_each_step_reads_one_encoder_window_after_the_first(lookahead_ms: int, frontend: str) -> None:
+    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms, audio_frontend=frontend))
     cfg = gen.config
     spans = []
     for frame in range(4):
@@ -104,9 +111,10 @@ def test_each_step_reads_one_encoder_window_after_the_first(lookahead_ms: int) -
     assert [spans[k + 1][1] - spans[k][1] for k in range(3)] == [FRAME] * 3  # one frame of new audio per step
 
 
+@FRONTENDS
 @pytest.mark.parametrize('lookahead_ms', [0, 60])
-def test_stepping_equals_offline(lookahead_ms: int) -> None:
-    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms), seed=7)
+def test_stepping_equals_offline(lookahead_ms: int, frontend: str) -> None:
+    gen = StreamingGenerator(random_model(lookahead_ms=lookahead_ms, audio_frontend=frontend), seed=7)
     self_audio, partner = clips(2.5)
     offline = gen.generate(self_audio, partner)
     assert offline.shape == (num_final_frames(gen.config, self_audio.shape[0]), gen.motion_dim)

@@ -23,9 +23,9 @@ RATE = 16000
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def random_model() -> DyStream:
+def random_model(audio_frontend: str = 'logmel') -> DyStream:
     torch.manual_seed(0)
-    model = DyStream(ModelConfig(context_frames=10))
+    model = DyStream(ModelConfig(context_frames=10, audio_frontend=audio_frontend))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.startswith('head.'):  # zero-initialised layers would make the head a constant
@@ -49,7 +49,14 @@ def voice(seconds: float, seed: int) -> np.ndarray:
 
 
 def test_onnx_runtime_streaming_equals_torch(exported: tuple[DyStream, Path]) -> None:
-    model, folder = exported
+    assert_onnx_streams_like_torch(*exported)
+
+
+def test_onnx_runtime_streams_whisper_stem_models_like_torch(tmp_path: Path) -> None:
+    assert_onnx_streams_like_torch(random_model('whisper_stem'), tmp_path)
+
+
+def assert_onnx_streams_like_torch(model: DyStream, folder: Path) -> None:
     own, partner = voice(2.0, 1), voice(2.0, 2)
     results = {}
     for backend in ('torch', 'onnx'):

@@ -10,12 +10,8 @@ from safetensors.torch import load_file
 
 from dystream_ros.apps.convert_whisper import convert, wheel_model_path
 from dystream_ros.data.sample import read_any_audio
-from dystream_ros.model.speech_encoder import (
-    WHISPER_ASSET,
-    WINDOW_HISTORY,
-    SpeechEncoder,
-    slaney_mel_filterbank,
-)
+from dystream_ros.model.config import WHISPER_STEM_HISTORY as WINDOW_HISTORY
+from dystream_ros.model.speech_encoder import WHISPER_ASSET, SpeechEncoder, slaney_mel_filterbank
 
 SPEECH = '/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav'
 FRAME = 640

@@ -44,12 +44,14 @@ def convert(model_bin: Path, out: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dystream convert-whisper``."""
     parser.add_argument('--model-bin', type=Path, default=None,
                         help=f'a CTranslate2 Whisper model.bin (default: the one inside {SOURCE_WHEEL})')
     parser.add_argument('--out', type=Path, default=WHISPER_ASSET, help='where to write the encoder weights')
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert, and say where the weights went."""
     source = args.model_bin or wheel_model_path()
     print(f'reading {source}')
     out = convert(source, args.out)

@@ -1,4 +1,4 @@
-"""Causal audio encoder with a lookahead delay: log-mel front-end and dilated causal convolutions at 25 Hz.
+"""Causal audio encoder with a lookahead delay: a fixed front-end and dilated causal convolutions at 25 Hz.
 
 DyStream (arXiv 2512.24408) encodes each audio stream with "a causal encoder enhanced by a lookahead module" that
 sees about 60 ms of future audio. The public code (``motion_gen_gpt_flowmatching_addaudio_linear_twowavencoder.py``,
@@ -11,6 +11,10 @@ this module is our own design, trained from scratch:
   ``[offset + 640 u, offset + 640 (u + 1))`` and gives the feature of motion frame ``t = u - pre_frames``. With
   ``offset = lookahead - 640 pre_frames`` the feature of frame ``t`` ends exactly at ``640 (t + 1) + lookahead``:
   **the lookahead is a delay of the framing**, and everything after it is strictly causal.
+* **Or a pretrained front-end.** With ``audio_frontend='whisper_stem'`` the frame's features are instead the two
+  50 Hz tokens of Whisper tiny.en's convolutional stem (frozen, pretrained on real speech; see
+  :mod:`dystream_ros.model.speech_encoder`), read from a 1360-sample window that ends at the same sample. Only the
+  history before the frame differs (720 samples instead of 240); the time grid and the lookahead are the same.
 * **Causal layers.** Residual blocks of ``LN -> causal dilated conv -> GELU -> Linear`` at 25 Hz. Their receptive
   field is finite (``ModelConfig.receptive_field_frames``), so an output depends only on a bounded audio window.
 * **Start of stream.** Audio before sample 0 is silence. The streaming state starts as the state after silence
@@ -27,6 +31,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from dystream_ros.model.config import ModelConfig
+from dystream_ros.model.speech_encoder import SpeechEncoder
 
 LOG_FLOOR = 1e-6  # added to mel power before the log; silence maps to ln(1e-6) = -13.8
 LOG_OFFSET, LOG_SCALE = 4.0, 4.0  # (ln(mel) + 4) / 4 puts speech at 16 kHz, [-1, 1] PCM roughly in [-2.5, 2]
@@ -104,36 +109,44 @@ class AudioEncoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.mel = LogMel(config)
-        self.in_proj = nn.Linear(config.hops_per_frame * config.n_mels, config.audio_dim)
+        if config.audio_frontend == 'whisper_stem':
+            self.front = SpeechEncoder(window_tokens=0, num_layers=0)  # frozen, its weights are not in our file
+        else:
+            self.front = LogMel(config)
+        self.in_proj = nn.Linear(config.frontend_dim, config.audio_dim)
         self.blocks = nn.ModuleList(CausalConvBlock(config, d) for d in config.audio_dilations)
         self.ln_f = nn.LayerNorm(config.audio_dim)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Encode (B, history + 640 U) samples into (B, U, audio_dim); conv inputs before the first frame are 0."""
         cfg = self.config
-        batch, num_samples = audio.shape
+        num_samples = audio.shape[1]
         frames, rest = divmod(num_samples - cfg.history_samples, cfg.samples_per_frame)
         assert frames > 0 and rest == 0, (
             f'encoder input must be {cfg.history_samples} + k * {cfg.samples_per_frame} samples, got {num_samples}')
-        mel = self.mel(audio)  # (B, 4 U, n_mels)
-        x = self.in_proj(mel.reshape(batch, frames, -1))  # (B, U, 4 n_mels) -> (B, U, C)
+        x = self.in_proj(self.front_frames(audio))  # (B, U, frontend_dim) -> (B, U, C)
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
+
+    def front_frames(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, history + 640 U) samples -> (B, U, frontend_dim): 4 log-mel hops, or 2 Whisper tokens, per frame."""
+        batch = audio.shape[0]
+        frames = (audio.shape[1] - self.config.history_samples) // self.config.samples_per_frame
+        features = self.front.stem(audio) if self.config.audio_frontend == 'whisper_stem' else self.front(audio)
+        return features.reshape(batch, frames, -1)
 
     def step(self, window: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode one frame.
 
         Args:
-            window: (B, 880) float32 samples: 240 samples of history, then the frame's 640 samples.
+            window: (B, history + 640) float32 samples: ``history_samples`` of history, then the frame's 640.
             state: (B, audio_dim, encoder_state_frames), the blocks' past conv inputs, concatenated in block order.
 
         Returns:
             The frame's feature (B, audio_dim) and the new state.
         """
-        batch = window.shape[0]
-        x = self.in_proj(self.mel(window).reshape(batch, 1, -1))  # (B, 1, C)
+        x = self.in_proj(self.front_frames(window))  # (B, 1, C)
         new_states = []
         offset = 0
         for block in self.blocks:

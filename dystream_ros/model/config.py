@@ -19,6 +19,11 @@ from dystream_ros.errors import ConfigError
 from dystream_ros.units import FPS, SAMPLE_RATE_HZ
 
 ANCHORS = ('window_end', 'rest')  # see ModelConfig.anchor
+# What each voice's encoder reads (see ModelConfig.audio_frontend): our log-mel, or the convolutional stem of
+# Whisper tiny.en (pretrained on 680k hours of real speech, frozen; dystream_ros.model.speech_encoder).
+AUDIO_FRONTENDS = ('logmel', 'whisper_stem')
+WHISPER_STEM_DIM = 2 * 384  # two 50 Hz tokens of Whisper tiny.en's width per motion frame
+WHISPER_STEM_HISTORY = 720  # samples before a frame's 640 that its two tokens read (each token reads 1040)
 GUIDANCE_WEIGHTS = ('cfg_self', 'cfg_partner', 'cfg_anchor', 'cfg_all')  # the ModelConfig fields of the CFG weights
 # Field names of configs written before the robot's own stream was called 'self' everywhere (the shipped weights).
 RENAMED_FIELDS = {'cfg_audio': 'cfg_self', 'drop_audio': 'drop_self'}
@@ -43,6 +48,7 @@ class ModelConfig:
     win_ms: int = 25  # log-mel analysis window (400 samples, Hann); also the DFT length
     n_mels: int = 40  # mel bands, 0..8 kHz
     lookahead_ms: int = 60  # future audio the encoder may see past the end of a frame (paper: 60 ms); 0 allowed
+    audio_frontend: str = 'logmel'  # 'logmel' (n_mels bands, learned from scratch) or 'whisper_stem' (pretrained)
     # --- causal audio encoder (one per stream, 25 Hz, dilated causal convolutions) ---
     audio_dim: int = 64  # encoder width
     audio_kernel: int = 3  # causal conv kernel, in 25 Hz frames
@@ -106,6 +112,8 @@ class ModelConfig:
         for field in ('dropout', 'drop_self', 'drop_partner', 'drop_anchor'):
             if not 0.0 <= getattr(self, field) < 1.0:
                 problems.append(f'{field} must be in [0, 1), got {getattr(self, field)}')
+        if self.audio_frontend not in AUDIO_FRONTENDS:
+            problems.append(f'audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}')
         if self.anchor not in ANCHORS:
             problems.append(f'anchor must be one of {ANCHORS}, got {self.anchor!r}')
         if problems:
@@ -135,8 +143,18 @@ class ModelConfig:
 
     @property
     def history_samples(self) -> int:
-        """Audio before a frame's first hop that its first window needs (400 - 160 = 240 samples)."""
+        """Audio before a frame's 640 samples that its encoder frame reads: the first log-mel window's part before
+        the frame (400 - 160 = 240 samples), or what Whisper's stem reads before it (720 samples)."""
+        if self.audio_frontend == 'whisper_stem':
+            return WHISPER_STEM_HISTORY
         return self.win_samples - self.hop_samples
+
+    @property
+    def frontend_dim(self) -> int:
+        """Values per motion frame that the front-end gives the encoder: 4 hops of log-mel, or two Whisper tokens."""
+        if self.audio_frontend == 'whisper_stem':
+            return WHISPER_STEM_DIM
+        return self.hops_per_frame * self.n_mels
 
     @property
     def lookahead_samples(self) -> int:

@@ -38,12 +38,12 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from dystream_ros.errors import CheckpointError
+from dystream_ros.model.config import WHISPER_STEM_HISTORY
 
 WHISPER_ASSET = Path(__file__).resolve().parent.parent / 'assets' / 'whisper_tiny_en_encoder.safetensors'
 N_MELS, N_FFT, HOP = 80, 400, 160  # Whisper's front-end at 16 kHz
 LOG10_FLOOR = -7.0  # fixed floor of log10(mel power); loud speech peaks near 1, Whisper keeps 8 decades
 TOKEN_SPAN = 1040  # samples one 50 Hz token depends on: mel frames 2u .. 2u + 4
-WINDOW_HISTORY = 720  # samples before a motion frame's 640 that its two tokens read (1360 - 640)
 LN_EPS = 1e-5
 
 
@@ -79,15 +79,19 @@ def load_whisper_tensors(path: Path = WHISPER_ASSET) -> dict[str, torch.Tensor]:
 class SpeechEncoder(nn.Module):
     """Whisper tiny.en's encoder, causal and streaming: (B, S) audio -> (B, U, 2 * width), two tokens per frame."""
 
-    def __init__(self, window_tokens: int, tensors: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(self, window_tokens: int, num_layers: int | None = None,
+                 tensors: dict[str, torch.Tensor] | None = None) -> None:
+        """Keep the stem and the first ``num_layers`` transformer layers (all when None) of ``tensors`` (the
+        shipped asset when None), attending to ``window_tokens`` past tokens."""
         super().__init__()
         tensors = load_whisper_tensors() if tensors is None else tensors
         self.window = window_tokens
         self.width = tensors['conv1.bias'].shape[0]
         self.num_heads = int(tensors['num_heads'])
-        self.num_layers = 1 + max(int(k.split('.')[1]) for k in tensors if k.startswith('layers.'))
+        available = 1 + max(int(k.split('.')[1]) for k in tensors if k.startswith('layers.'))
+        self.num_layers = available if num_layers is None else min(num_layers, available)
         for key, value in tensors.items():
-            if key != 'num_heads':
+            if key != 'num_heads' and not (key.startswith('layers.') and int(key.split('.')[1]) >= self.num_layers):
                 self.register_buffer(key.replace('.', '_'), value, persistent=False)
         n = np.arange(N_FFT)
         window = 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)  # periodic Hann, as torch.hann_window
@@ -157,7 +161,7 @@ class SpeechEncoder(nn.Module):
                         self._w(p + 'proj.weight'), self._w(p + 'proj.bias'))
 
     def _blocks(self, x: torch.Tensor, cache: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, C) through every layer and the final LayerNorm; cache (B, L, 2, W, C) or None."""
+        """X (B, T, C) through every layer and the final LayerNorm; cache (B, L, 2, W, C) or None."""
         new_caches = []
         for layer in range(self.num_layers):
             attended, layer_cache = self._attention(layer, x, None if cache is None else cache[:, layer])
@@ -193,7 +197,7 @@ class SpeechEncoder(nn.Module):
         cache = torch.zeros(1, self.state_size, dtype=self.dft_kernel.dtype, device=self.dft_kernel.device)
         # the zeros reach layer l's cache through l windows of tokens: push them out of every layer
         for _ in range(self.num_layers * math.ceil(self.window / 2) + 1):
-            _, cache = self(torch.zeros(1, WINDOW_HISTORY + 640, device=cache.device), cache)
+            _, cache = self(torch.zeros(1, WHISPER_STEM_HISTORY + 640, device=cache.device), cache)
         return cache
 
     @torch.no_grad()

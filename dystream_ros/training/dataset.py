@@ -12,9 +12,14 @@ factor within 1 +- ``max_speed_change``, in steps of 0.05 (0.1: 0.9, 0.95, .., 1
 and formants move with the speed, as a shorter or longer vocal tract would move them) and its motion resampled on
 the same time base, so sound and mouth stay aligned. Like Kaldi's 0.9/1.0/1.1 speed perturbation, it shows the model
 more voices than the corpus has.
+
+Augmentation (``augment``, off by default): each window's two voices go, each on its own, through what the world does
+to audio before a robot hears it (telephone and codec bandwidth, microphone EQ, rooms, noise, levels: see
+:mod:`dystream_ros.data.augment`), so that a model trained on a clean synthetic corpus hears real microphones.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +69,8 @@ def _frames_at(motion: np.ndarray, positions: np.ndarray) -> np.ndarray:
 class WindowDataset:
     """All samples of a folder in memory, and random windows of ``window_frames`` frames from them."""
 
-    def __init__(self, root: Path, config: ModelConfig, window_frames: int, max_speed_change: float = 0.0) -> None:
+    def __init__(self, root: Path, config: ModelConfig, window_frames: int, max_speed_change: float = 0.0,
+                 augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> None:
         if config.sample_rate_hz != SAMPLE_RATE_HZ:
             msg = f'samples are {SAMPLE_RATE_HZ} Hz but the model expects {config.sample_rate_hz} Hz'
             raise DataError(msg)
@@ -73,6 +79,7 @@ class WindowDataset:
             raise DataError(msg)
         self.config = config
         self.window_frames = window_frames
+        self.augment = augment
         change = round(max_speed_change * SPEED_STEPS)
         self.speed_numerators = np.arange(SPEED_STEPS - change, SPEED_STEPS + change + 1)  # factor = n / SPEED_STEPS
         self.samples: list[Sample] = [read_sample(folder) for folder in list_samples(root)]
@@ -132,6 +139,8 @@ class WindowDataset:
                 source_start = offset + round(start * factor)
                 audio = [_speed_changed(a, source_start, end - start, numerator)
                          for a in (sample.self_audio, sample.partner_audio)]
+            if self.augment is not None:
+                audio = [self.augment(a, rng) for a in audio]
             self_audio.append(audio[0])
             partner.append(audio[1])
         return (torch.from_numpy(np.stack(motion)), torch.from_numpy(np.stack(self_audio)),

@@ -37,9 +37,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from dystream_ros.data.augment import AUGMENTATIONS, Augmenter
 from dystream_ros.errors import CheckpointError, ConfigError
 from dystream_ros.model.checkpoint import check_state_dict, config_from_metadata, read_tensors, save_model, save_tensors
-from dystream_ros.model.config import GUIDANCE_WEIGHTS, ModelConfig
+from dystream_ros.model.config import AUDIO_FRONTENDS, GUIDANCE_WEIGHTS, ModelConfig
 from dystream_ros.model.dystream import DyStream
 from dystream_ros.training.dataset import WindowDataset
 
@@ -67,6 +68,8 @@ class TrainConfig:
     log_every: int = 50  # steps between train_log.jsonl lines
     window_frames: int = 0  # frames per training window; 0 = context_frames + 1 (the paper's window)
     speed_perturb: float = 0.0  # play windows up to this much faster or slower (0.1: 0.9x .. 1.1x); 0 = off
+    augment: tuple[str, ...] = ()  # dystream_ros.data.augment kinds applied to each window's voices; () = off
+    augment_p: float = 0.5  # probability of each kind, per window and voice
     device: str = ''  # '' = cuda if available, else cpu
     resume: bool = False
     progress: bool = True  # tqdm progress bar on rank 0
@@ -218,7 +221,8 @@ def _train(cfg: TrainConfig, model_config: ModelConfig | None, rank: int, distri
     if window < 2:
         msg = f'window_frames must be >= 2, got {window}'
         raise ConfigError(msg)
-    data = WindowDataset(Path(cfg.data), model_config, window, cfg.speed_perturb)
+    data = WindowDataset(Path(cfg.data), model_config, window, cfg.speed_perturb,
+                         Augmenter(cfg.augment, cfg.augment_p) if cfg.augment else None)
     if not model_config.motion_names and all(data.motion_names):
         model_config = model_config.replace(motion_names=data.motion_names)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
@@ -303,8 +307,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--speed-perturb', type=float, default=defaults.speed_perturb,
                         help='play each window up to this much faster or slower, audio and motion together '
                              '(0.1: 0.9x to 1.1x in steps of 0.05; 0 = off)')
+    parser.add_argument('--augment', default='', help='comma-separated kinds of audio augmentation '
+                        f'({", ".join(k for k in AUGMENTATIONS if k != "rate")}); default none')
+    parser.add_argument('--augment-p', type=float, default=defaults.augment_p,
+                        help='probability of each augmentation kind, per window and voice')
     parser.add_argument('--context-frames', type=int, default=None, help='override the attention window')
     parser.add_argument('--lookahead-ms', type=int, default=None, help='override the encoder lookahead')
+    parser.add_argument('--audio-frontend', choices=AUDIO_FRONTENDS, default=None,
+                        help="what the encoders read: our log-mel, or Whisper tiny.en's pretrained stem (frozen)")
     parser.add_argument('--anchor', choices=['window_end', 'rest'], default=None,
                         help="the anchor in training: one of the window's last frames (the paper's), or the "
                              "speaker's rest pose")
@@ -318,7 +328,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments."""
-    overrides = {k: getattr(args, k) for k in ('context_frames', 'lookahead_ms', 'anchor', *GUIDANCE_WEIGHTS)
+    overrides = {k: getattr(args, k) for k in ('context_frames', 'lookahead_ms', 'audio_frontend', 'anchor',
+                                               *GUIDANCE_WEIGHTS)
                  if getattr(args, k) is not None}
     model_config = None
     if not args.resume or args.config or overrides:  # on resume, only an explicit request is checked
@@ -327,7 +338,8 @@ def run(args: argparse.Namespace) -> int:
                       weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_decay=args.lr_decay,
                       ema_decay=args.ema_decay, grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every,
                       log_every=args.log_every, window_frames=args.window_frames,
-                      speed_perturb=args.speed_perturb, device=args.device,
+                      speed_perturb=args.speed_perturb, augment=tuple(k for k in args.augment.split(',') if k),
+                      augment_p=args.augment_p, device=args.device,
                       resume=args.resume, progress=not args.no_progress)
     result = train(cfg, model_config)
     if result.model_path is not None:
