@@ -5,6 +5,11 @@ Each conversation has turn taking with pauses and overlaps, questions and answer
 microphone (level, room noise, reverberation, some cross-talk from the other side). Each conversation gives two
 samples, one per side (see ``dystream_ros.data.sample``): the side's teacher motion, its own voice as ``self``
 and the other's voice as ``partner``. The ``train`` and ``heldout`` splits use disjoint voices and texts.
+
+Training also speaks with piper's neural voice (the only natural one there is offline), force-aligned by PocketSphinx
+for its phoneme times. The held-out split has no piper: one voice cannot be both heard in training and new, so the
+held-out split stays all voices the model never heard; how the model does on natural voices is measured on real
+recordings (``dystream_ros.data.real_speech``).
 """
 from __future__ import annotations
 
@@ -15,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import fftconvolve, lfilter
+from scipy.signal import fftconvolve
 
+from dystream_ros.data.augment import pink_noise, room_impulse_response
+from dystream_ros.data.real_speech import align
 from dystream_ros.data.sample import Sample, write_sample
 from dystream_ros.data.teacher import Persona, Turn, side_motion
 from dystream_ros.data.tts import Utterance, Voice, synthesize, voice_family
@@ -30,6 +37,10 @@ _ESPEAK_TRAIN_VARIANTS = ['m1', 'm2', 'm3', 'm4', 'm5', 'f1', 'f2', 'f3', 'f4', 
 _ESPEAK_HELDOUT = ['en-gb-x-rp', 'en-gb-x-gbcwmd']
 _ESPEAK_HELDOUT_VARIANTS = ['m6', 'm7', 'f5', 'klatt3', 'Mike', 'Lee']
 _FESTIVAL = {'train': ['kal'], 'heldout': ['slt']}
+_PIPER = {'train': ['joe'], 'heldout': []}
+# Chance of each engine per side of a conversation (espeak takes the rest). The held-out split keeps the shares
+# and draws it always had, so the held-out corpus of a seed is the one earlier evaluations used.
+_ENGINE_SHARES = {'train': {'piper': 0.4, 'festival': 0.15}, 'heldout': {'festival': 0.2}}
 
 # Texts per split: different topics, so held-out sentences are new as well as their voices.
 _TOPICS = {
@@ -74,6 +85,7 @@ _TOPICS = {
 }
 _BACKCHANNELS = ['uh huh.', 'yeah.', 'right.', 'okay.', 'I see.', 'sure.', 'hmm.', 'oh really?']
 _LAUGHS = ['ha ha ha!', 'ha ha!', 'he he he.']
+_PIPER_LAUGHS = ['ha ha ha!', 'ha ha!']  # piper runs 'he he he' into a sound PocketSphinx cannot align
 
 
 def _fill(template: str, topic: dict[str, list[str]], rng: np.random.Generator) -> str:
@@ -87,7 +99,12 @@ def _fill(template: str, topic: dict[str, list[str]], rng: np.random.Generator) 
 
 
 def _random_voice(split: str, rng: np.random.Generator) -> Voice:
-    if rng.random() < 0.2:
+    draw = rng.random()
+    shares = _ENGINE_SHARES[split]
+    if draw < shares.get('piper', 0.0):
+        return Voice('piper', str(rng.choice(_PIPER[split])), rate_wpm=int(rng.integers(145, 205)),
+                     noise_scale=round(float(rng.uniform(0.4, 0.9)), 2))
+    if draw < shares.get('piper', 0.0) + shares['festival']:
         return Voice('festival', str(rng.choice(_FESTIVAL[split])), rate_wpm=int(rng.integers(140, 200)))
     languages, variants = ((_ESPEAK_TRAIN, _ESPEAK_TRAIN_VARIANTS) if split == 'train'
                            else (_ESPEAK_HELDOUT, _ESPEAK_HELDOUT_VARIANTS))
@@ -126,14 +143,16 @@ def _script(split: str, rng: np.random.Generator, target_s: float) -> list[tuple
 def _schedule(lines: list[tuple[int, str, str]], voices: list[Voice],
               rng: np.random.Generator) -> list[_Spoken]:
     """Speak the script and place it in time: gaps, overlaps, backchannels and laughter from the listener."""
-    spoken_lines = {0: [], 1: []}
+    main_iter, extra_iter = {}, {}
     for speaker in (0, 1):
         texts = [text for s, _, text in lines if s == speaker]
-        extras = [str(rng.choice(_BACKCHANNELS + _LAUGHS)) for _ in range(len(lines))]
-        spoken = synthesize(texts + extras, voices[speaker])
-        spoken_lines[speaker] = spoken
-    main_iter = {s: iter(spoken_lines[s][: sum(1 for x, _, _ in lines if x == s)]) for s in (0, 1)}
-    extra_iter = {s: iter(spoken_lines[s][sum(1 for x, _, _ in lines if x == s):]) for s in (0, 1)}
+        reactions = _BACKCHANNELS + (_PIPER_LAUGHS if voices[speaker].engine == 'piper' else _LAUGHS)
+        extras = [str(rng.choice(reactions)) for _ in range(len(lines))]
+        unique_extras = sorted(set(extras))  # a few short texts, many times: each is spoken (and aligned) once
+        spoken = synthesize(texts + unique_extras, voices[speaker], align)
+        main_iter[speaker] = iter(spoken[: len(texts)])
+        by_text = dict(zip(unique_extras, spoken[len(texts):]))
+        extra_iter[speaker] = iter([by_text[text] for text in extras])
     placed: list[_Spoken] = []
     clock = float(rng.uniform(0.3, 1.5))
     last_speaker = -1
@@ -154,34 +173,16 @@ def _schedule(lines: list[tuple[int, str, str]], voices: list[Voice],
     return placed
 
 
-def _room_impulse_response(rng: np.random.Generator) -> np.ndarray:
-    """A synthetic room: direct sound plus exponentially decaying diffuse reflections (RT60 0.15 to 0.6 s)."""
-    rt60 = rng.uniform(0.15, 0.6)
-    n = int(rt60 * SAMPLE_RATE_HZ)
-    t = np.arange(n) / SAMPLE_RATE_HZ
-    tail = rng.normal(0.0, 1.0, n) * np.exp(-6.9 * t / rt60) * rng.uniform(0.05, 0.3)
-    tail[: int(0.003 * SAMPLE_RATE_HZ)] = 0.0  # first reflections arrive a few ms after the direct sound
-    tail[0] = 1.0
-    return tail.astype(np.float32)
-
-
-def _room_noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Pinkish background noise (fans, traffic), unit RMS."""
-    white = rng.normal(0.0, 1.0, n)
-    noise = lfilter([0.049922, -0.095993, 0.050612, -0.004408], [1.0, -2.494956, 2.017265, -0.522189], white)
-    return (noise / (np.std(noise) + 1e-9)).astype(np.float32)
-
-
 def _microphone(own: np.ndarray, other: np.ndarray, rng: np.random.Generator, far_field: bool) -> np.ndarray:
     """What one side's microphone records: its own voice, some of the other's, the room; scaled to a level."""
     signal = own.copy()
     if far_field:
-        signal = fftconvolve(signal, _room_impulse_response(rng))[: len(own)].astype(np.float32)
+        signal = fftconvolve(signal, room_impulse_response(rng))[: len(own)].astype(np.float32)
     if rng.random() < 0.5:  # cross-talk: the other voice leaks in (a robot hears its own speaker)
         signal += other * float(10 ** (rng.uniform(-30, -15) / 20))
     speech_rms = float(np.sqrt(np.mean(own[np.abs(own) > 1e-4] ** 2))) if np.any(np.abs(own) > 1e-4) else 0.0
     snr_db = rng.uniform(15, 40) if far_field else rng.uniform(35, 60)
-    signal += _room_noise(rng, len(signal)) * speech_rms * float(10 ** (-snr_db / 20))
+    signal += pink_noise(rng, len(signal)) * speech_rms * float(10 ** (-snr_db / 20))
     peak = float(np.max(np.abs(signal))) + 1e-9
     level_db = rng.uniform(-30, -8) if far_field else rng.uniform(-14, -2)
     return (signal / peak * float(10 ** (level_db / 20))).astype(np.float32)

