@@ -81,16 +81,18 @@ def test_train_command_writes_weights_the_generator_loads(data: Path, tmp_path: 
     out = tmp_path / 'run'
     code = main(['train', str(data), '--out', str(out), '--steps', '3', '--batch-size', '2', '--context-frames', '8',
                  '--lookahead-ms', '40', '--seed', '3', '--save-every', '2', '--log-every', '1', '--no-progress',
-                 '--speed-perturb', '0.1'])
+                 '--speed-perturb', '0.1', '--audio-frontend', 'whisper_stem', '--augment', 'telephone,noise'])
     assert code == 0
     model = load_model(out / 'model.safetensors')
     assert model.config.context_frames == 8 and model.config.lookahead_ms == 40
+    assert model.config.audio_frontend == 'whisper_stem'
+    assert not any(key.startswith(('self_encoder.front', 'partner_encoder.front')) for key in model.state_dict())
     assert model.config.motion_names == NAMES
     assert float(model.motion_std.min()) > 0 and float(model.motion_mean.abs().max()) > 0
     assert [json.loads(line)['step'] for line in (out / 'train_log.jsonl').read_text().splitlines()] == [1, 2, 3]
     written = json.loads((out / 'config.json').read_text())
     assert written['world_size'] == 1
-    assert written['train']['speed_perturb'] == 0.1
+    assert written['train']['speed_perturb'] == 0.1 and written['train']['augment'] == ['telephone', 'noise']
     gen = StreamingGenerator(out / 'model.safetensors')
     frames = gen.generate(np.zeros(SAMPLE_RATE_HZ, np.float32), np.zeros(SAMPLE_RATE_HZ, np.float32))
     assert len(frames) == (SAMPLE_RATE_HZ - 640) // 640 and np.all(np.isfinite(frames[-1]))
@@ -195,3 +197,26 @@ def test_speed_perturbed_windows_keep_sound_and_mouth_aligned(tmp_path: Path) ->
     assert speeds == {0.9, 0.95, 1.0, 1.05, 1.1}
     plain = WindowDataset(tmp_path, config, window_frames=31).batch(np.random.default_rng(0), 40)[0]
     assert torch.all(plain[:, 1:, 0] - plain[:, :-1, 0] == 1)
+
+
+def test_augmented_windows_sound_like_a_telephone_line(tmp_path: Path) -> None:
+    """With telephone augmentation every window's voices lose what a telephone line does not carry (above 3.4 kHz);
+    the motion is the same window's."""
+    from dystream_ros.data.augment import Augmenter
+
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal(400 * SAMPLES_PER_FRAME)).astype(np.float32)  # energy at every frequency
+    motion = np.tile(np.arange(400, dtype=np.float32)[:, None], (1, 58))
+    write_sample(tmp_path, Sample('noise', motion, NAMES, np.ones(400, bool), noise, noise))
+    config = ModelConfig(context_frames=30)
+    plain = WindowDataset(tmp_path, config, window_frames=31).batch(np.random.default_rng(1), 8)
+    phone = WindowDataset(tmp_path, config, window_frames=31,
+                          augment=Augmenter(('telephone',), p=1.0)).batch(np.random.default_rng(1), 8)
+    assert torch.equal(plain[0], phone[0])
+
+    def high_band_share(audio: torch.Tensor) -> float:
+        spectrum = np.abs(np.fft.rfft(audio.numpy(), axis=1)) ** 2
+        return float(spectrum[:, spectrum.shape[1] * 4000 // 8000:].sum() / spectrum.sum())
+
+    assert high_band_share(plain[1]) > 0.4 and high_band_share(plain[2]) > 0.4
+    assert high_band_share(phone[1]) < 0.01 and high_band_share(phone[2]) < 0.01

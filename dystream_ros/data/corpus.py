@@ -14,7 +14,10 @@ recordings (``dystream_ros.data.real_speech``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +221,11 @@ def conversation(index: int, split: str, seed: int, target_s: float) -> list[Sam
     return samples
 
 
+def _conversation_at(split: str, seed: int, target_s: float, index: int) -> list[Sample]:
+    """``conversation`` with the index last, for a process pool."""
+    return conversation(index, split, seed, target_s)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dystream corpus``."""
     parser.add_argument('--out', type=Path, required=True, help='folder to write the samples into')
@@ -227,6 +235,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='train, or heldout: voices and texts that train never uses')
     parser.add_argument('--conversation-seconds', type=float, default=40.0,
                         help='approximate length of one conversation')
+    parser.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
+                        help='conversations generated at once, one process each (the corpus is the same for any)')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -237,17 +247,24 @@ def run(args: argparse.Namespace) -> int:
     goal_s = args.hours * 3600.0
     done_s, index, count = 0.0, 0, 0
     voices: Counter[str] = Counter()  # samples per voice family
-    with tqdm(total=int(goal_s), unit='s', desc=f'corpus ({args.split}), seconds of conversation') as bar:
+    make = functools.partial(_conversation_at, args.split, args.seed, args.conversation_seconds)
+    jobs = max(1, args.jobs)
+    with tqdm(total=int(goal_s), unit='s', desc=f'corpus ({args.split}), seconds of conversation') as bar, \
+            multiprocessing.get_context('spawn').Pool(jobs) as pool:
         while done_s < goal_s:
-            samples = conversation(index, args.split, args.seed, args.conversation_seconds)
-            for sample in samples:
-                write_sample(args.out, sample)
-            length_s = samples[0].num_frames / 25
-            done_s += length_s
-            count += len(samples)
-            voices.update(voice_family(sample.speaker) for sample in samples)
-            index += 1
-            bar.update(int(round(length_s)))
+            # conversations index .. index + jobs - 1 at once; those after the goal is reached are dropped, so the
+            # corpus is the one a single process writes
+            for samples in pool.map(make, range(index, index + jobs)):
+                if done_s >= goal_s:
+                    break
+                for sample in samples:
+                    write_sample(args.out, sample)
+                length_s = samples[0].num_frames / 25
+                done_s += length_s
+                count += len(samples)
+                voices.update(voice_family(sample.speaker) for sample in samples)
+                index += 1
+                bar.update(int(round(length_s)))
     summary = {'split': args.split, 'seed': args.seed, 'conversations': index, 'samples': count,
                'hours': round(done_s / 3600, 3), 'samples_per_voice': dict(sorted(voices.items()))}
     (args.out / 'corpus.json').write_text(json.dumps(summary, indent=2) + '\n')
