@@ -2,9 +2,9 @@
 
 The recordings come from Debian packages, grouped by speaker (:data:`SPEAKER_SETS`): from ``pocketsphinx-testdata``
 the LibriVox readings and the 'cards' commands (each with a transcription file) and a TIDIGITS digit string (its
-digits are its file name), and the recorded voice prompts of ``alsa-utils`` (their words are their file names). PocketSphinx's English
-acoustic model (inside the ``pocketsphinx`` wheel) aligns each transcription to its audio; the corpus teacher's
-viseme model turns the aligned phonemes into the reference mouth opening.
+digits are its file name), and the recorded voice prompts of ``alsa-utils`` (their words are their file names).
+PocketSphinx's English acoustic model (inside the ``pocketsphinx`` wheel) aligns each transcription to its audio;
+the corpus teacher's viseme model turns the aligned phonemes into the reference mouth opening.
 """
 from __future__ import annotations
 
