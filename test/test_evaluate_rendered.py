@@ -69,6 +69,7 @@ def test_the_rendered_amplitude_mouth_follows_a_real_voice_as_recorded_and_by_te
     report, traces = scored
     librivox = report['sets']['librivox']
     assert librivox['clips'] == 1 and librivox['seconds'] == pytest.approx(3.0, abs=0.1)
+    assert 0 < librivox['silent_frames'] < librivox['speech_frames']
     for bandwidth in BANDWIDTHS:
         amplitude = librivox[bandwidth]['amplitude']
         assert amplitude['lipsync_corr'] > 0.2

@@ -301,7 +301,8 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
              'each definition.',
              '']
     for set_name, title in (('heldout_tts', 'Held-out TTS conversations (voices and texts never used in training)'),
-                            ('real_speech', 'Real human speech (LibriVox readings and alsa-utils voice prompts)')):
+                            ('real_speech', 'Real human speech (LibriVox readings, PocketSphinx and TIDIGITS test '
+                                            'recordings, alsa-utils voice prompts)')):
         figures = report[set_name]
         systems = [s for s in ('model', 'amplitude', 'teacher') if s in figures]
         keys = list(figures['model'])

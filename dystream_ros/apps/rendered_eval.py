@@ -111,7 +111,8 @@ def _mean(figures: list[dict[str, float]]) -> dict[str, float | int | None]:
 
 
 def rendered_scores(sets: dict[str, list[SpeechClip]], systems: dict[str, Generator], seed: int = 0,
-                    mouth: RenderedMouth | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                    mouth: RenderedMouth | None = None,
+                    ) -> tuple[dict[str, Any], dict[tuple[str, str, str, str], np.ndarray]]:
     """Score every clip of every set with every system, as recorded and at telephone bandwidth.
 
     Args:
@@ -132,9 +133,13 @@ def rendered_scores(sets: dict[str, list[SpeechClip]], systems: dict[str, Genera
     traces: dict[tuple[str, str, str, str], np.ndarray] = {}
     for set_name, clips in sets.items():
         clips = [SpeechClip(*clip) for clip in clips]
-        entry: dict[str, Any] = {'description': SPEAKER_SETS.get(set_name, ''), 'clips': len(clips),
-                                 'seconds': round(sum(len(c.audio) for c in clips) / SAMPLE_RATE_HZ, 1),
-                                 'per_clip': {c.name: {} for c in clips}}
+        entry: dict[str, Any] = {
+            'description': SPEAKER_SETS.get(set_name, ''), 'clips': len(clips),
+            'seconds': round(sum(len(c.audio) for c in clips) / SAMPLE_RATE_HZ, 1),
+            'speech_frames': int(sum(np.sum(c.speaking) for c in clips)),
+            'silent_frames': int(sum(np.sum(~metrics.activity_with_hangover(c.speaking, SPEECH_HANGOVER))
+                                     for c in clips)),
+            'per_clip': {c.name: {} for c in clips}}
         for bandwidth, channel in BANDWIDTHS.items():
             entry[bandwidth] = {}
             for system, generator in systems.items():
@@ -166,7 +171,7 @@ def rendered_scores(sets: dict[str, list[SpeechClip]], systems: dict[str, Genera
 
 def rendered_real_speech(model: Path | None = None, backend: str = 'torch',
                          sets: dict[str, list[SpeechClip]] | None = None, seed: int = 0,
-                         plots: Path | None = None, **guidance: float) -> dict[str, Any]:
+                         plots: Path | None = None, amplitude: bool = True, **guidance: float) -> dict[str, Any]:
     """The rendered real-speech report of a model next to the amplitude mouth (see :func:`rendered_scores`).
 
     Args:
@@ -175,6 +180,8 @@ def rendered_real_speech(model: Path | None = None, backend: str = 'torch',
         sets: set name -> clips; every real recording on this machine, grouped by speaker, when None.
         seed: the model's sampler seed.
         plots: a folder for the pictures of :func:`plot` (listed in the report's ``plots``), none when None.
+        amplitude: score the amplitude mouth too (False halves the time when comparing models: its figures do
+            not depend on the model).
         guidance: cfg_* weights instead of those stored with the model.
     """
     import torch
@@ -183,8 +190,9 @@ def rendered_real_speech(model: Path | None = None, backend: str = 'torch',
     from dystream_ros.runtime.generator import StreamingGenerator
 
     torch.set_num_threads(1)  # one core: the figures should not depend on what else the machine runs
-    systems = {'model': StreamingGenerator(model, backend=backend, seed=seed, **guidance),
-               'amplitude': AmplitudeGenerator()}
+    systems: dict[str, Generator] = {'model': StreamingGenerator(model, backend=backend, seed=seed, **guidance)}
+    if amplitude:
+        systems['amplitude'] = AmplitudeGenerator()
     sets = speaker_sets() if sets is None else sets
     report, traces = rendered_scores(sets, systems, seed)
     if plots is not None:
@@ -240,26 +248,29 @@ TARGETS = (  # issue 14's bar on the mean over speakers: (text, test of the repo
 
 
 def _pair(figures: dict[str, Any], key: str) -> str:
-    """'model / amplitude' of one figure."""
-    return ' / '.join('-' if figures[system][key] is None else str(figures[system][key])
-                      for system in ('model', 'amplitude'))
+    """'model / amplitude' of one figure ('-' where a clip has no such frames)."""
+    values = (figures[system][key] for system in ('model', 'amplitude'))
+    return ' / '.join('-' if value is None else str(value) for value in values)
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
-    """The section of docs/eval.md on the rendered real speech: set means, targets, every clip, the plots."""
+    """The section of docs/eval.md on the rendered real speech (a report of both the model and the amplitude
+    mouth): set means, targets, every clip, the plots."""
     timing = report['timing']
     head = '| lipsync_corr | lipsync_lag_frames | open_in_speech | closed_in_silence |'
+    silent = sum(entry['silent_frames'] for entry in report['sets'].values())
     lines = ['## Real speech as a user sees it (rendered, tracked back)', '',
-             'Each clip is spoken by the face, generated in streaming mode, rendered with the photo avatar (the',
-             "default portrait) and tracked back with MediaPipe's FaceLandmarker; the tracked `jawOpen` is scored",
-             'against the forced-alignment reference, on the audio as recorded and cut to telephone bandwidth',
-             '(300-3400 Hz at 8 kHz, `dystream_ros.audio.bandwidth`). The amplitude mouth is rendered and tracked',
-             'the same way. `open_in_speech`: share of speech frames with the tracked `jawOpen` > 0.05;',
-             '`closed_in_silence`: share of silent frames (beyond 80 ms after a phoneme) with it <= 0.05. The model',
-             f'samples with seed 0. Each cell: **model / amplitude**. {timing["frames_rendered"]} frames rendered and',
-             f'tracked in {timing["seconds"]} s (render {timing["render_ms_per_frame"]} ms, track',
-             f'{timing["track_ms_per_frame"]} ms, generate {timing["generate_ms_per_frame"]} ms a frame;',
-             f'{timing["frames_without_a_face"]} frames without a face).', '',
+             'Each clip is spoken by the face and generated in streaming mode; every frame is rendered with the',
+             "photo avatar (the default portrait) and tracked back with MediaPipe's FaceLandmarker, and the tracked",
+             '`jawOpen` is scored against the forced-alignment reference, on the audio as recorded and cut to',
+             'telephone bandwidth (300-3400 Hz at 8 kHz, `dystream_ros.audio.bandwidth`). The amplitude mouth is',
+             'rendered and tracked the same way; the model samples with seed 0. `open_in_speech`: share of speech',
+             'frames with the tracked `jawOpen` > 0.05; `closed_in_silence`: share of silent frames (from 80 ms',
+             f'after a phoneme; {silent} frames in all, mostly at the ends of the clips) with it <= 0.05.', '',
+             f'{timing["frames_rendered"]} frames rendered and tracked in {timing["seconds"]} s: render',
+             f'{timing["render_ms_per_frame"]} ms, track {timing["track_ms_per_frame"]} ms, generate',
+             f'{timing["generate_ms_per_frame"]} ms a frame; {timing["frames_without_a_face"]} frames without a face.',
+             '', 'Each cell: **model / amplitude**.', '',
              '| speakers | clips | seconds | bandwidth ' + head, '|---' * 8 + '|']
     for set_name, entry in report['sets'].items():
         for bandwidth in BANDWIDTHS:
@@ -277,6 +288,6 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         for clip, by_bandwidth in entry['per_clip'].items():
             lines += [f'| {clip} | {bandwidth} | ' + ' | '.join(_pair(by_bandwidth[bandwidth], key) for key in FIGURES)
                       + ' |' for bandwidth in BANDWIDTHS]
-    lines.append('')
-    lines += [f'![{name}](eval_rendered_{name}.png)' for name in report['sets']]
+    for name in report['sets']:
+        lines += ['', f'![{name}](eval_rendered_{name}.png)']
     return [*lines, '']
