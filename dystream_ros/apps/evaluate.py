@@ -3,8 +3,10 @@
 Held-out TTS conversations (voices and texts that training never used; the reference mouth is the corpus
 teacher's, from the phoneme timing) and real human speech from Debian packages (the reference mouth from a forced
 alignment) go through the model in streaming mode, 40 ms at a time, as in the node. The same clips go through
-the amplitude-driven jaw that cheap robots use and, where it applies, the corpus teacher itself. See
-``dystream_ros.data.metrics`` for what each figure means.
+the amplitude-driven jaw that cheap robots use and, where it applies, the corpus teacher itself. The real speech is
+also scored as a user sees it, rendered and tracked back, as recorded and at telephone bandwidth
+(:mod:`dystream_ros.apps.rendered_eval`; ``--rendered-only`` runs that alone). See ``dystream_ros.data.metrics`` for
+what each figure means.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dystream_ros.apps import rendered_eval
 from dystream_ros.apps.video import stream_motion
 from dystream_ros.data import metrics
 from dystream_ros.data.corpus import conversation
-from dystream_ros.data.real_speech import real_clips
+from dystream_ros.data.real_speech import RealClip, real_clips
 from dystream_ros.data.tts import voice_family
 from dystream_ros.face.motion import get_values
 from dystream_ros.model.config import GUIDANCE_WEIGHTS
@@ -62,10 +65,10 @@ def heldout_clips(count: int, seconds: float, seed: int = HELDOUT_SEED) -> list[
     return clips
 
 
-def real_speech_clips() -> list[Clip]:
-    """Real recordings, spoken by the face (self), with no partner."""
+def real_speech_clips(recordings: list[RealClip] | None = None) -> list[Clip]:
+    """Real recordings (all of ``real_clips()`` when None), spoken by the face (self), with no partner."""
     out = []
-    for clip in real_clips():
+    for clip in real_clips() if recordings is None else recordings:
         speaking = clip.speaking()
         out.append(Clip(clip.name, clip.audio, np.zeros_like(clip.audio), clip.reference_mouth(), speaking,
                         np.zeros_like(speaking)))
@@ -125,8 +128,12 @@ def _nods(motions: list[np.ndarray], clips: list[Clip]) -> float:
 
 def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: int = 8, heldout_seconds: float = 30.0,
              drift_minutes: float = 10.0, seeds: int = 3, heldout_seed: int = HELDOUT_SEED,
-             guidance: dict[str, float] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+             guidance: dict[str, float] | None = None, rendered: bool = True,
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every metric; return the report (JSON-able) and the traces for the plots.
+
+    ``rendered``: also score the real speech rendered and tracked back (``real_speech_rendered``; the model with
+    sampler seed 0 only, since each frame is rendered and tracked).
 
     ``guidance``: cfg_* weights that replace those stored with the model (e.g. ``{'cfg_self': 1.0}``), for choosing
     them on the validation split.
@@ -139,8 +146,9 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
     torch.set_num_threads(1)
     systems = {'model': StreamingGenerator(model, backend=backend, seed=0, **(guidance or {})),
                'amplitude': AmplitudeGenerator()}
+    recordings = real_clips()
     sets = {'heldout_tts': heldout_clips(heldout_count, heldout_seconds, heldout_seed),
-            'real_speech': real_speech_clips()}
+            'real_speech': real_speech_clips(recordings)}
     report: dict[str, Any] = {'model': str(model or 'shipped default'), 'backend': backend,
                               'heldout_seed': heldout_seed, 'guidance': guidance or {}}  # {}: stored with the model
     traces: dict[str, Any] = {}
@@ -181,6 +189,10 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
     report['seeds'] = seeds
     report['drift_10min'] = _drift(systems, drift_minutes)
     report['drift_minutes'] = drift_minutes
+    if rendered:
+        speakers = rendered_eval.speaker_sets(recordings)
+        report['real_speech_rendered'], rendered_traces = rendered_eval.rendered_scores(speakers, systems)
+        traces['rendered'] = (speakers, rendered_traces)
     return report, traces
 
 
@@ -259,6 +271,8 @@ def plot(report: dict[str, Any], traces: dict[str, Any], folder: Path) -> list[P
     written.append(folder / 'eval_traces.png')
     fig.savefig(written[-1], dpi=90)
     plt.close(fig)
+    if 'rendered' in traces:
+        written += rendered_eval.plot(*traces['rendered'], folder)
     return written
 
 
@@ -287,7 +301,8 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
              'each definition.',
              '']
     for set_name, title in (('heldout_tts', 'Held-out TTS conversations (voices and texts never used in training)'),
-                            ('real_speech', 'Real human speech (LibriVox readings and alsa-utils voice prompts)')):
+                            ('real_speech', 'Real human speech (LibriVox readings, PocketSphinx and TIDIGITS test '
+                                            'recordings, alsa-utils voice prompts)')):
         figures = report[set_name]
         systems = [s for s in ('model', 'amplitude', 'teacher') if s in figures]
         keys = list(figures['model'])
@@ -317,6 +332,8 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
               f'| `drift_10min` corpus teacher on the same conversations (the drift the content itself causes) | '
               f'{drift["teacher"]} | |', '',
               '![metrics](eval_metrics.png)', '', '![jaw traces](eval_traces.png)', '']
+    if 'real_speech_rendered' in report:
+        lines += rendered_eval.report_lines(report['real_speech_rendered'])
     path.write_text('\n'.join(lines))
 
 
@@ -336,13 +353,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--drift-minutes', type=float, default=10.0, help='length of the drift stream')
     parser.add_argument('--plots', type=Path, help='folder for the plots (e.g. docs)')
     parser.add_argument('--report', type=Path, help='markdown report to write (e.g. docs/eval.md)')
+    parser.add_argument('--rendered-only', action='store_true',
+                        help='only the real speech rendered and tracked back (a few minutes), e.g. to compare models')
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report."""
+    guidance = {k: getattr(args, k) for k in GUIDANCE_WEIGHTS if getattr(args, k) is not None}
+    if args.rendered_only:
+        if args.report:
+            msg = '--report writes the whole evaluation; leave out --rendered-only'
+            raise SystemExit(msg)
+        report = rendered_eval.rendered_real_speech(args.model, args.backend, plots=args.plots, **guidance)
+        print(json.dumps(report, indent=None if args.json else 2))
+        return 0
     report, traces = evaluate(args.model, args.backend, args.heldout, args.heldout_seconds, args.drift_minutes,
-                              heldout_seed=args.heldout_seed,
-                              guidance={k: getattr(args, k) for k in GUIDANCE_WEIGHTS if getattr(args, k) is not None})
+                              heldout_seed=args.heldout_seed, guidance=guidance)
     if args.plots:
         report['plots'] = [str(p) for p in plot(report, traces, args.plots)]
     if args.report:

@@ -11,6 +11,7 @@ from dystream_ros.face.motion import get_values
 
 MAX_LAG_FRAMES = 5  # lip-sync lag search range, +-200 ms
 CLOSED_JAW = 0.1  # jawOpen below this counts as a closed mouth
+SEEN_OPEN_JAW = 0.05  # jawOpen that MediaPipe tracks from a rendered face above this: the mouth is seen open
 
 
 def mouth_opening(motion: np.ndarray) -> np.ndarray:
@@ -48,6 +49,20 @@ def silence_closed(predicted_mouth: np.ndarray, speaking: np.ndarray) -> float:
     if not quiet.any():
         return float('nan')
     return float(np.mean(predicted_mouth[:n][quiet] < CLOSED_JAW))
+
+
+def open_in_speech(tracked_mouth: np.ndarray, speaking: np.ndarray) -> float:
+    """Fraction of speech frames in which the tracked mouth is seen open (> ``SEEN_OPEN_JAW``); higher is better."""
+    n = min(len(tracked_mouth), len(speaking))
+    speech = np.asarray(speaking[:n], bool)
+    return float(np.mean(tracked_mouth[:n][speech] > SEEN_OPEN_JAW)) if speech.any() else float('nan')
+
+
+def closed_in_silence(tracked_mouth: np.ndarray, silent: np.ndarray) -> float:
+    """Fraction of silent frames in which the tracked mouth is seen closed (<= ``SEEN_OPEN_JAW``); higher is better."""
+    n = min(len(tracked_mouth), len(silent))
+    quiet = np.asarray(silent[:n], bool)
+    return float(np.mean(tracked_mouth[:n][quiet] <= SEEN_OPEN_JAW)) if quiet.any() else float('nan')
 
 
 def listening_nod_ratio(head_pitch: np.ndarray, self_active: np.ndarray, partner_active: np.ndarray) -> float:

@@ -1,9 +1,10 @@
 """Real human speech for evaluation, with a reference mouth from a forced phoneme alignment, all offline.
 
-The recordings come from Debian packages: LibriVox readings of ``pocketsphinx-testdata`` (with transcriptions)
-and the recorded voice prompts of ``alsa-utils`` (their words are their file names). PocketSphinx's English
-acoustic model (inside the ``pocketsphinx`` wheel) aligns each transcription to its audio; the corpus teacher's
-viseme model turns the aligned phonemes into the reference mouth opening.
+The recordings come from Debian packages, grouped by speaker (:data:`SPEAKER_SETS`): from ``pocketsphinx-testdata``
+the LibriVox readings and the 'cards' commands (each with a transcription file) and a TIDIGITS digit string (its
+digits are its file name), and the recorded voice prompts of ``alsa-utils`` (their words are their file names).
+PocketSphinx's English acoustic model (inside the ``pocketsphinx`` wheel) aligns each transcription to its audio;
+the corpus teacher's viseme model turns the aligned phonemes into the reference mouth opening.
 """
 from __future__ import annotations
 
@@ -19,8 +20,19 @@ from dystream_ros.data.tts import Phone
 from dystream_ros.errors import DataError
 from dystream_ros.units import FPS, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 
-LIBRIVOX_DIR = Path('/usr/share/pocketsphinx/test/data/librivox')
+POCKETSPHINX_DATA_DIR = Path('/usr/share/pocketsphinx/test/data')
+LIBRIVOX_DIR = POCKETSPHINX_DATA_DIR / 'librivox'
+CARDS_DIR = POCKETSPHINX_DATA_DIR / 'cards'
+TIDIGITS_RAW = POCKETSPHINX_DATA_DIR / 'tidigits' / 'dhd.2934z.raw'  # 16 kHz S16LE without a header
 ALSA_SOUNDS_DIR = Path('/usr/share/sounds/alsa')
+SPEAKER_SETS = {  # clip name prefix -> what the recordings are; each set is one speaker
+    'librivox': 'LibriVox reading of Sense and Sensibility: read speech, one reader',
+    'cards': "PocketSphinx 'cards' test: another speaker naming playing cards",
+    'tidigits': 'TIDIGITS: another speaker reading a digit string',
+    'alsa': "alsa-utils voice prompts ('Front center' and the like): another speaker, two words each",
+}
+_TIDIGITS_WORDS = {'1': 'one', '2': 'two', '3': 'three', '4': 'four', '5': 'five', '6': 'six', '7': 'seven',
+                   '8': 'eight', '9': 'nine', 'z': 'zero', 'o': 'oh'}
 _ALIGN_FRAME_S = 0.01  # PocketSphinx reports alignments in 10 ms frames
 _SILENCES = {'SIL', '+NSN+', '+SPN+', '+BREATH+', '+UM+', '+NOISE+'}
 
@@ -33,6 +45,11 @@ class RealClip:
     audio: np.ndarray  # 16 kHz mono float32
     text: str
     phones: list[Phone]
+
+    @property
+    def speaker_set(self) -> str:
+        """The key of :data:`SPEAKER_SETS` the clip belongs to."""
+        return self.name.split('/')[0]
 
     @property
     def num_frames(self) -> int:
@@ -72,16 +89,27 @@ def align(audio: np.ndarray, text: str) -> list[Phone]:
             for word in alignment for p in word if p.name not in _SILENCES]
 
 
-def real_clips() -> list[RealClip]:
-    """Every real recording found on this machine, aligned; raise DataError if the packages are missing."""
+def _transcribed(folder: Path, transcription: Path, set_name: str) -> list[RealClip]:
+    """The clips of a PocketSphinx test transcription (lines ``<s> words </s> (file id)``) that have their wav."""
     clips = []
-    transcription = LIBRIVOX_DIR / 'transcription'
     if transcription.is_file():
         for line in transcription.read_text().splitlines():
             match = re.fullmatch(r'<s>(.*)</s> \((\S+)\)', line.strip())
-            if match and (LIBRIVOX_DIR / f'{match[2]}.wav').is_file():
-                audio = read_any_audio(LIBRIVOX_DIR / f'{match[2]}.wav')
-                clips.append(RealClip(f'librivox/{match[2]}', audio, match[1].strip(), align(audio, match[1])))
+            if match and (folder / f'{match[2]}.wav').is_file():
+                audio = read_any_audio(folder / f'{match[2]}.wav')
+                text = ' '.join(match[1].split())
+                clips.append(RealClip(f'{set_name}/{match[2]}', audio, text, align(audio, text)))
+    return clips
+
+
+def real_clips() -> list[RealClip]:
+    """Every real recording found on this machine, aligned; raise DataError if the packages are missing."""
+    clips = _transcribed(LIBRIVOX_DIR, LIBRIVOX_DIR / 'transcription', 'librivox')
+    clips += _transcribed(CARDS_DIR, CARDS_DIR / 'cards.transcription', 'cards')
+    if TIDIGITS_RAW.is_file():
+        audio = np.fromfile(TIDIGITS_RAW, '<i2').astype(np.float32) / 32768
+        text = ' '.join(_TIDIGITS_WORDS[c] for c in TIDIGITS_RAW.stem.split('.')[1])
+        clips.append(RealClip(f'tidigits/{TIDIGITS_RAW.stem}', audio, text, align(audio, text)))
     for path in sorted(ALSA_SOUNDS_DIR.glob('*.wav')):
         if path.stem == 'Noise':
             continue

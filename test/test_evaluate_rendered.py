@@ -1,0 +1,102 @@
+"""Real speech scored as a user sees it: the photo avatar rendered, tracked back by MediaPipe, on a real recording."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dystream_ros.apps.rendered_eval import (
+    BANDWIDTHS,
+    FIGURES,
+    RenderedMouth,
+    SpeechClip,
+    plot,
+    rendered_scores,
+    report_lines,
+    score_tracked_mouth,
+    speaker_sets,
+)
+from dystream_ros.data.real_speech import LIBRIVOX_DIR, RealClip, align
+from dystream_ros.data.sample import read_any_audio
+from dystream_ros.face.motion import index_of, neutral_motion
+from dystream_ros.runtime.amplitude import AmplitudeGenerator
+from dystream_ros.runtime.generator import StreamingGenerator
+
+CLIP_ID = 'sense_and_sensibility_01_austen_64kb-0880'  # 3 s: "he was not an ill disposed young man"
+
+
+@pytest.fixture(scope='module')
+def mouth() -> RenderedMouth:
+    return RenderedMouth()
+
+
+@pytest.fixture(scope='module')
+def sets() -> dict[str, list[SpeechClip]]:
+    audio = read_any_audio(LIBRIVOX_DIR / f'{CLIP_ID}.wav')
+    text = 'he was not an ill disposed young man'
+    return speaker_sets([RealClip(f'librivox/{CLIP_ID}', audio, text, align(audio, text))])
+
+
+@pytest.fixture(scope='module')
+def scored(sets: dict[str, list[SpeechClip]], mouth: RenderedMouth) -> tuple[dict, dict]:
+    return rendered_scores(sets, {'model': StreamingGenerator(seed=0), 'amplitude': AmplitudeGenerator()},
+                           mouth=mouth)
+
+
+def test_a_face_driven_by_the_reference_is_seen_to_follow_it(sets: dict[str, list[SpeechClip]],
+                                                            mouth: RenderedMouth) -> None:
+    clip = sets['librivox'][0]
+    motion = neutral_motion(len(clip.reference_mouth))
+    motion[:, index_of('jawOpen')] = clip.reference_mouth
+    figures = score_tracked_mouth(mouth.tracked_jaw(motion), clip)
+    assert figures['lipsync_corr'] > 0.8  # rendering and tracking keep the mouth, up to the tracker's curve
+    assert figures['lipsync_lag_frames'] == 0
+
+
+def test_a_still_face_is_never_seen_open_while_speaking(sets: dict[str, list[SpeechClip]],
+                                                        mouth: RenderedMouth) -> None:
+    clip = sets['librivox'][0]
+    jaw = mouth.tracked_jaw(neutral_motion(len(clip.reference_mouth)))
+    assert jaw.max() <= 0.05
+    figures = score_tracked_mouth(jaw, clip)
+    assert figures['open_in_speech'] == 0.0
+    assert figures['closed_in_silence'] == 1.0
+
+
+def test_the_rendered_amplitude_mouth_follows_a_real_voice_as_recorded_and_by_telephone(
+        scored: tuple[dict, dict], sets: dict[str, list[SpeechClip]]) -> None:
+    report, traces = scored
+    librivox = report['sets']['librivox']
+    assert librivox['clips'] == 1 and librivox['seconds'] == pytest.approx(3.0, abs=0.1)
+    assert 0 < librivox['silent_frames'] < librivox['speech_frames']
+    for bandwidth in BANDWIDTHS:
+        amplitude = librivox[bandwidth]['amplitude']
+        assert amplitude['lipsync_corr'] > 0.2
+        assert abs(amplitude['lipsync_lag_frames']) <= 3
+        assert amplitude['open_in_speech'] > 0.3
+        for system in ('model', 'amplitude'):
+            assert set(librivox[bandwidth][system]) == set(FIGURES)
+            assert librivox['per_clip'][f'librivox/{CLIP_ID}'][bandwidth][system] == librivox[bandwidth][system]
+            assert report['all'][bandwidth][system] == librivox[bandwidth][system]  # one set: its mean
+    recorded = traces['librivox', 'recorded', 'amplitude', f'librivox/{CLIP_ID}']
+    telephone = traces['librivox', 'telephone', 'amplitude', f'librivox/{CLIP_ID}']
+    assert len(recorded) == len(sets['librivox'][0].reference_mouth) and not np.array_equal(recorded, telephone)
+    assert report['timing']['frames_rendered'] == 4 * len(recorded)
+    assert report['timing']['frames_without_a_face'] == 0
+
+
+def test_the_tables_and_the_picture_show_model_and_amplitude(scored: tuple[dict, dict],
+                                                            sets: dict[str, list[SpeechClip]],
+                                                            tmp_path: Path) -> None:
+    report, traces = scored
+    text = '\n'.join(report_lines(report))
+    for bandwidth in BANDWIDTHS:
+        figures = report['sets']['librivox'][bandwidth]
+        cells = ' | '.join(f'{figures["model"][k]} / {figures["amplitude"][k]}' for k in FIGURES)
+        assert f'| librivox | 1 | 3.0 | {bandwidth} | {cells} |' in text
+        assert f'| librivox/{CLIP_ID} | {bandwidth} | {cells} |' in text
+    assert '![librivox](eval_rendered_librivox.png)' in text
+    written = plot(sets, traces, tmp_path)
+    assert [p.name for p in written] == ['eval_rendered_librivox.png']
+    assert written[0].stat().st_size > 10_000
