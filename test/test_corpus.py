@@ -102,7 +102,7 @@ def test_teacher_nods_while_listening_more_than_in_silence(samples: list) -> Non
 
 
 def test_corpus_command_writes_samples_that_training_reads(tmp_path: Path) -> None:
-    args = argparse.Namespace(out=tmp_path, hours=0.01, seed=3, split='heldout', conversation_seconds=15.0)
+    args = argparse.Namespace(out=tmp_path, hours=0.01, seed=3, split='heldout', conversation_seconds=15.0, jobs=2)
     assert corpus.run(args) == 0
     summary = json.loads((tmp_path / 'corpus.json').read_text())
     folders = list_samples(tmp_path)

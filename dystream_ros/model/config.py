@@ -235,8 +235,8 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # Real time on one CPU core (the shipped default), reading Whisper tiny.en's pretrained stem.
-    'tiny': ModelConfig(audio_frontend='whisper_stem'),
+    # Real time on one CPU core (the shipped default).
+    'tiny': ModelConfig(),
     # A Jetson-class GPU.
     'base': ModelConfig(
         name='base', n_mels=80, audio_dim=256, audio_dilations=(1, 2, 4, 8, 1, 2, 4, 8),
