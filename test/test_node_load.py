@@ -49,4 +49,5 @@ def test_with_the_cpu_taken_by_other_processes_motion_keeps_coming_with_a_bounde
     # bounded: at most half a second behind the latest moment a frame may be made before it skips ahead (measured
     # here with the torch backend: p50 350 ms, p99 1.0 s; before, a stall of 8 s and p99 3.5 s)
     assert np.percentile(delays_ms, 99) < 1500, figures
-    assert 'short of time' in log, figures  # and it says what it shed
+    if delays_ms.max() > 400:  # a frame this late was due 300 ms before (lookahead and wait: 100 ms): work was shed
+        assert 'short of time' in log, figures  # and it says what it shed (a fast machine keeps up and sheds nothing)
