@@ -1,8 +1,9 @@
 """The synthetic corpus: reproducible, held-out voices and texts, and a teacher that moves as a person would."""
 from __future__ import annotations
 
-import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,11 @@ def test_teacher_nods_while_listening_more_than_in_silence(samples: list) -> Non
 
 
 def test_corpus_command_writes_samples_that_training_reads(tmp_path: Path) -> None:
-    args = argparse.Namespace(out=tmp_path, hours=0.01, seed=3, split='heldout', conversation_seconds=15.0, jobs=2)
-    assert corpus.run(args) == 0
+    # the installed command, as `make corpus` runs it: its worker processes re-import the launcher
+    result = subprocess.run([str(Path(sys.prefix) / 'bin' / 'dystream'), 'corpus', '--out', str(tmp_path), '--hours',
+                             '0.01', '--seed', '3', '--split', 'heldout', '--conversation-seconds', '15', '--jobs', '2'],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / 'corpus.json').read_text())
     folders = list_samples(tmp_path)
     assert summary['samples'] == len(folders) >= 2 and summary['split'] == 'heldout'
