@@ -104,9 +104,9 @@ def test_teacher_nods_while_listening_more_than_in_silence(samples: list) -> Non
 
 def test_corpus_command_writes_samples_that_training_reads(tmp_path: Path) -> None:
     # the installed command, as `make corpus` runs it: its worker processes re-import the launcher
-    result = subprocess.run([str(Path(sys.prefix) / 'bin' / 'dystream'), 'corpus', '--out', str(tmp_path), '--hours',
-                             '0.01', '--seed', '3', '--split', 'heldout', '--conversation-seconds', '15', '--jobs', '2'],
-                            capture_output=True, text=True, timeout=600, check=False)
+    command = [str(Path(sys.prefix) / 'bin' / 'dystream'), 'corpus', '--out', str(tmp_path), '--hours', '0.01',
+               '--seed', '3', '--split', 'heldout', '--conversation-seconds', '15', '--jobs', '2']
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / 'corpus.json').read_text())
     folders = list_samples(tmp_path)
