@@ -90,6 +90,10 @@ def test_train_command_writes_weights_the_generator_loads(data: Path, tmp_path: 
     assert model.config.motion_names == NAMES
     assert float(model.motion_std.min()) > 0 and float(model.motion_mean.abs().max()) > 0
     assert [json.loads(line)['step'] for line in (out / 'train_log.jsonl').read_text().splitlines()] == [1, 2, 3]
+    # every saved step stays, to choose the one to ship on the validation split; the last is model.safetensors
+    kept = sorted(p.name for p in (out / 'checkpoints').iterdir())
+    assert kept == ['step_000002.safetensors', 'step_000003.safetensors']
+    assert load_model(out / 'checkpoints' / kept[-1]).state_dict().keys() == model.state_dict().keys()
     written = json.loads((out / 'config.json').read_text())
     assert written['world_size'] == 1
     assert written['train']['speed_perturb'] == 0.1 and written['train']['augment'] == ['telephone', 'noise']

@@ -355,6 +355,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--report', type=Path, help='markdown report to write (e.g. docs/eval.md)')
     parser.add_argument('--rendered-only', action='store_true',
                         help='only the real speech rendered and tracked back (a few minutes), e.g. to compare models')
+    parser.add_argument('--rendered-on', choices=['real', 'heldout'], default='real',
+                        help="with --rendered-only: the real recordings, or the held-out TTS conversations of "
+                             "--heldout-seed (with --heldout-seed 2000, the validation split that chooses a "
+                             "checkpoint without looking at real speech)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -364,7 +368,13 @@ def run(args: argparse.Namespace) -> int:
         if args.report:
             msg = '--report writes the whole evaluation; leave out --rendered-only'
             raise SystemExit(msg)
-        report = rendered_eval.rendered_real_speech(args.model, args.backend, plots=args.plots, **guidance)
+        sets = None
+        if args.rendered_on == 'heldout':
+            clips = heldout_clips(args.heldout, args.heldout_seconds, args.heldout_seed)
+            sets = {f'heldout_seed{args.heldout_seed}': [
+                rendered_eval.SpeechClip(c.name, c.self_audio, c.reference_mouth, c.self_active) for c in clips]}
+        report = rendered_eval.rendered_real_speech(args.model, args.backend, sets=sets, plots=args.plots,
+                                                    **guidance)
         print(json.dumps(report, indent=None if args.json else 2))
         return 0
     report, traces = evaluate(args.model, args.backend, args.heldout, args.heldout_seconds, args.drift_minutes,

@@ -10,6 +10,8 @@ it), and motion normalisation.
 Output folder:
 
 * ``model.safetensors``: EMA weights + model config, what ``StreamingGenerator`` loads;
+* ``checkpoints/step_<N>.safetensors``: the same at every ``--save-every`` step, kept, so that the step to ship can be
+  chosen on the validation split afterwards (``dystream eval --validation``);
 * ``config.json``: the model and training configs, for people;
 * ``train_state.safetensors``: raw weights, EMA weights, AdamW moments (``optim.<index>.<name>``) and RNG states,
   with the step, optimizer hyper-parameters and numpy RNG state as JSON metadata; ``--resume`` continues from it.
@@ -47,6 +49,7 @@ from dystream_ros.training.dataset import WindowDataset
 MODEL_FILE, STATE_FILE, CONFIG_FILE, LOG_FILE = 'model.safetensors', 'train_state.safetensors', 'config.json', \
     'train_log.jsonl'
 STATE_FORMAT = 'dystream-train'
+CHECKPOINT_DIR = 'checkpoints'
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,11 @@ def _lr(cfg: TrainConfig, step: int) -> float:
 
 def _save(out: Path, model: DyStream, ema: EMA, optimizer: torch.optim.Optimizer, step: int,
           rng: np.random.Generator, cfg: TrainConfig) -> Path:
-    """Write model.safetensors (EMA) and train_state.safetensors (everything to resume)."""
+    """Write model.safetensors and checkpoints/step_<N> (EMA), and train_state.safetensors (everything to resume)."""
     model_path = save_model(out / MODEL_FILE, model, {'step': str(step)}, ema.state_dict(model))
+    (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
+    save_model(out / CHECKPOINT_DIR / f'step_{step:06d}.safetensors', model, {'step': str(step)},
+               ema.state_dict(model))
     tensors: dict[str, torch.Tensor] = {f'model.{k}': v for k, v in model.state_dict().items()}
     tensors.update({f'ema.{k}': v for k, v in ema.shadow.items()})
     opt_state = optimizer.state_dict()
