@@ -359,6 +359,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --rendered-only: the real recordings, or the held-out TTS conversations of "
                              "--heldout-seed (with --heldout-seed 2000, the validation split that chooses a "
                              "checkpoint without looking at real speech)")
+    parser.add_argument('--no-amplitude', action='store_true',
+                        help='with --rendered-only: leave out the amplitude mouth (its figures do not depend on the '
+                             'model), to compare models in half the time')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -374,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
             sets = {f'heldout_seed{args.heldout_seed}': [
                 rendered_eval.SpeechClip(c.name, c.self_audio, c.reference_mouth, c.self_active) for c in clips]}
         report = rendered_eval.rendered_real_speech(args.model, args.backend, sets=sets, plots=args.plots,
-                                                    **guidance)
+                                                    amplitude=not args.no_amplitude, **guidance)
         print(json.dumps(report, indent=None if args.json else 2))
         return 0
     report, traces = evaluate(args.model, args.backend, args.heldout, args.heldout_seconds, args.drift_minutes,
