@@ -25,6 +25,7 @@ import torch
 from dystream_ros.apps.bench import MachineLoad
 from dystream_ros.audio import crop
 from dystream_ros.model import DyStream, Guidance, ModelConfig
+from dystream_ros.model.config import AUDIO_FRONTENDS
 from dystream_ros.model.dystream import frame_position
 from dystream_ros.model.sampler import BRANCHES, euler_sample, sigma_schedule
 from dystream_ros.model.transformer import cache_slot, rope_at
@@ -35,10 +36,12 @@ from dystream_ros.units import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 TARGETS = {'tiny_onnx_ms_per_frame_max': 5.0, 'official_speedup_vs_recompute_min': 20.0}
 
 
-def random_model(name: str, seed: int = 0) -> DyStream:
-    """Random weights of a named size; the zero-initialised head layers get small random values too."""
+def random_model(name: str, seed: int = 0, audio_frontend: str | None = None) -> DyStream:
+    """Random weights of a named size (with another audio front-end if given); the zero-initialised head layers
+    get small random values too."""
     torch.manual_seed(seed)
-    model = DyStream(ModelConfig.preset(name))
+    config = ModelConfig.preset(name)
+    model = DyStream(config.replace(audio_frontend=audio_frontend) if audio_frontend else config)
     with torch.no_grad():
         for param_name, param in model.named_parameters():
             if param_name.startswith('head.'):
@@ -160,7 +163,7 @@ def time_cached_parts(model: DyStream, frames: int) -> dict[str, list[float]]:
 def time_baseline(model: DyStream, warmup: int, frames: int) -> tuple[list[float], dict[str, list[float]]]:
     base = RecomputeBaseline(model)
     total = warmup + frames
-    self_audio, partner = voice(total + 1, 1), voice(total + 1, 2)
+    self_audio, partner = voice(total + 2, 1), voice(total + 2, 2)  # the last window reaches past its frame
     window = model.config.encoder_window_samples
     times = []
     for i in range(total):
@@ -180,11 +183,12 @@ def summary(times: list[float]) -> dict[str, float | int]:
 
 
 def bench_config(name: str, backends: list[str], frames: int, baseline_frames: int, warmup: int,
-                 onnx_root: Path, log: bool) -> dict[str, object]:
-    model = random_model(name)
+                 onnx_root: Path, log: bool, audio_frontend: str | None = None) -> dict[str, object]:
+    model = random_model(name, audio_frontend=audio_frontend)
     cfg = model.config
     result: dict[str, object] = {'params': model.num_parameters(), 'context_frames': cfg.context_frames,
-                                 'steps': cfg.steps, 'lookahead_ms': cfg.lookahead_ms}
+                                 'steps': cfg.steps, 'lookahead_ms': cfg.lookahead_ms,
+                                 'audio_frontend': cfg.audio_frontend}
     if log:
         print(f'[{name}] {model.num_parameters() / 1e6:.1f} M parameters: baseline ...', file=sys.stderr)
     baseline_times, baseline_parts = time_baseline(model, min(warmup, 5), baseline_frames)
@@ -226,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--warmup', type=int, default=20, help='untimed frames first')
     parser.add_argument('--threads', type=int, default=1, help='torch and ONNX Runtime intra-op threads')
     parser.add_argument('--onnx-dir', type=Path, default=None, help='where to export (default: a temp folder)')
+    parser.add_argument('--audio-frontend', choices=AUDIO_FRONTENDS, default=None,
+                        help="every size with this audio front-end instead of its preset's")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report: dict[str, object] = {
@@ -236,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.configs.split(','):
             backends = (args.official_backends if name == 'official' else args.backends).split(',')
             report['configs'][name] = bench_config(name, [b for b in backends if b], args.frames,
-                                                   args.baseline_frames, args.warmup, onnx_root, not args.json)
+                                                   args.baseline_frames, args.warmup, onnx_root, not args.json,
+                                                   args.audio_frontend)
     report['machine_load'] = load.figures()
     configs = report['configs']
     checks = {}
@@ -252,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for name, entry in configs.items():
             base = entry['baseline_recompute']['ms_per_frame']
-            print(f'{name:9s} {entry["params"] / 1e6:7.1f} M  baseline {base:9.2f} ms/frame  '
-                  f'breakdown (torch) {entry["breakdown_torch_ms"]}')
+            print(f'{name:9s} {entry["audio_frontend"]:12s} {entry["params"] / 1e6:7.1f} M  '
+                  f'baseline {base:9.2f} ms/frame  breakdown (torch) {entry["breakdown_torch_ms"]}')
             for backend, stats in entry['backends'].items():
                 print(f'          {backend:6s} {stats["ms_per_frame"]:8.2f} ms/frame (p90 {stats["p90_ms"]:.2f})'
                       f'  x{stats["speedup_vs_recompute"]:.1f} vs recompute  {stats["providers"]}')

@@ -1,6 +1,7 @@
 """Real speech scored as a user sees it: the photo avatar rendered, tracked back by MediaPipe, on a real recording."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,17 @@ def test_the_tables_and_the_picture_show_model_and_amplitude(scored: tuple[dict,
     written = plot(sets, traces, tmp_path)
     assert [p.name for p in written] == ['eval_rendered_librivox.png']
     assert written[0].stat().st_size > 10_000
+
+
+def test_eval_scores_a_checkpoint_on_the_validation_split_rendered(capsys: pytest.CaptureFixture[str]) -> None:
+    # how a training run's checkpoints are compared: TTS validation conversations, rendered, the model alone
+    from dystream_ros.cli import main
+
+    assert main(['eval', '--rendered-only', '--rendered-on', 'heldout', '--heldout', '1', '--heldout-seconds', '4',
+                 '--heldout-seed', '2000', '--no-amplitude', '--json']) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(report['sets']) == ['heldout_seed2000']
+    for bandwidth in BANDWIDTHS:
+        assert list(report['all'][bandwidth]) == ['model']
+        assert -1.0 <= report['all'][bandwidth]['model']['lipsync_corr'] <= 1.0
+    assert report['sets']['heldout_seed2000']['speech_frames'] > 10
