@@ -115,3 +115,5 @@ def test_eval_scores_a_checkpoint_on_the_validation_split_rendered(capsys: pytes
         assert list(report['all'][bandwidth]) == ['model']
         assert -1.0 <= report['all'][bandwidth]['model']['lipsync_corr'] <= 1.0
     assert report['sets']['heldout_seed2000']['speech_frames'] > 10
+    with pytest.raises(SystemExit, match='--rendered-only'):  # the flags say what --rendered-only scores
+        main(['eval', '--rendered-on', 'heldout'])

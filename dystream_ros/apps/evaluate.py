@@ -367,6 +367,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report."""
     guidance = {k: getattr(args, k) for k in GUIDANCE_WEIGHTS if getattr(args, k) is not None}
+    if not args.rendered_only and (args.rendered_on != 'real' or args.no_amplitude):
+        msg = '--rendered-on and --no-amplitude choose what --rendered-only scores; add --rendered-only'
+        raise SystemExit(msg)
     if args.rendered_only:
         if args.report:
             msg = '--report writes the whole evaluation; leave out --rendered-only'

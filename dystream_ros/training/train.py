@@ -11,7 +11,8 @@ Output folder:
 
 * ``model.safetensors``: EMA weights + model config, what ``StreamingGenerator`` loads;
 * ``checkpoints/step_<N>.safetensors``: the same at every ``--save-every`` step, kept, so that the step to ship can be
-  chosen on the validation split afterwards (``dystream eval --validation``);
+  chosen on the validation split afterwards (``dystream eval --rendered-only --rendered-on heldout --heldout-seed
+  2000 --model ...``);
 * ``config.json``: the model and training configs, for people;
 * ``train_state.safetensors``: raw weights, EMA weights, AdamW moments (``optim.<index>.<name>``) and RNG states,
   with the step, optimizer hyper-parameters and numpy RNG state as JSON metadata; ``--resume`` continues from it.
@@ -126,10 +127,10 @@ def _lr(cfg: TrainConfig, step: int) -> float:
 def _save(out: Path, model: DyStream, ema: EMA, optimizer: torch.optim.Optimizer, step: int,
           rng: np.random.Generator, cfg: TrainConfig) -> Path:
     """Write model.safetensors and checkpoints/step_<N> (EMA), and train_state.safetensors (everything to resume)."""
-    model_path = save_model(out / MODEL_FILE, model, {'step': str(step)}, ema.state_dict(model))
+    weights = ema.state_dict(model)
+    model_path = save_model(out / MODEL_FILE, model, {'step': str(step)}, weights)
     (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
-    save_model(out / CHECKPOINT_DIR / f'step_{step:06d}.safetensors', model, {'step': str(step)},
-               ema.state_dict(model))
+    save_model(out / CHECKPOINT_DIR / f'step_{step:06d}.safetensors', model, {'step': str(step)}, weights)
     tensors: dict[str, torch.Tensor] = {f'model.{k}': v for k, v in model.state_dict().items()}
     tensors.update({f'ema.{k}': v for k, v in ema.shadow.items()})
     opt_state = optimizer.state_dict()
