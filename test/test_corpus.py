@@ -42,6 +42,34 @@ def test_same_seed_gives_the_same_conversation_up_to_the_tts_jitter() -> None:
     assert corpus._script('train', np.random.default_rng(6), 60.0) != scripts[0]
 
 
+def _longest_speech_run_s(audio: np.ndarray, pause_frames: int = 8) -> float:
+    """The longest stretch of speech (seconds) whose pauses are all shorter than ``pause_frames`` frames."""
+    level = _envelope(audio, len(audio) // 640)
+    speech = level > 0.1 * level.max()
+    longest = run = gap = 0
+    for active in speech:
+        if active:
+            run, gap = run + 1 + gap, 0
+        elif run:
+            gap += 1
+            if gap >= pause_frames:
+                run = gap = 0
+        longest = max(longest, run)
+    return longest / 25
+
+
+def test_long_turns_speak_as_long_as_a_reader_without_changing_old_corpora() -> None:
+    # single sentences (a median run of 1.3 s) taught a model that speech stops after two seconds, and it shut the
+    # mouth on real readers; long turns go on for more sentences in one breath
+    plain = corpus._script('train', np.random.default_rng(5), 120.0)
+    assert corpus._script('train', np.random.default_rng(5), 120.0, long_turns=0.0) == plain
+    long = corpus._script('train', np.random.default_rng(5), 120.0, long_turns=1.0)
+    assert all(text.count('.') >= 2 for _, kind, text in long if kind != 'question')
+    runs = {share: max(_longest_speech_run_s(s.self_audio)
+                       for s in corpus.conversation(0, 'train', 7, 30.0, long_turns=share)) for share in (0.0, 1.0)}
+    assert runs[1.0] > 4.0 and runs[1.0] > 1.5 * runs[0.0], runs
+
+
 def test_heldout_split_shares_no_voice_and_no_sentence_with_train() -> None:
     rng = np.random.default_rng(0)
     train = {corpus._random_voice('train', rng).name for _ in range(500)}

@@ -108,12 +108,13 @@ def test_eval_scores_a_checkpoint_on_the_validation_split_rendered(capsys: pytes
     from dystream_ros.cli import main
 
     assert main(['eval', '--rendered-only', '--rendered-on', 'heldout', '--heldout', '1', '--heldout-seconds', '4',
-                 '--heldout-seed', '2000', '--no-amplitude', '--json']) == 0
+                 '--heldout-seed', '2000', '--heldout-long-turns', '0.5', '--no-amplitude', '--json']) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(report['sets']) == ['heldout_seed2000']
     for bandwidth in BANDWIDTHS:
         assert list(report['all'][bandwidth]) == ['model']
         assert -1.0 <= report['all'][bandwidth]['model']['lipsync_corr'] <= 1.0
     assert report['sets']['heldout_seed2000']['speech_frames'] > 10
-    with pytest.raises(SystemExit, match='--rendered-only'):  # the flags say what --rendered-only scores
-        main(['eval', '--rendered-on', 'heldout'])
+    for flags in (['--rendered-on', 'heldout'], ['--heldout-long-turns', '0.5']):
+        with pytest.raises(SystemExit, match='--rendered-only'):  # the flags say what --rendered-only scores
+            main(['eval', *flags])

@@ -102,6 +102,47 @@ def test_train_command_writes_weights_the_generator_loads(data: Path, tmp_path: 
     assert len(frames) == (SAMPLE_RATE_HZ - 640) // 640 and np.all(np.isfinite(frames[-1]))
 
 
+def test_fine_tuning_starts_from_trained_weights_and_reads_several_folders(data: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / 'base'
+    assert main(['train', str(data), '--out', str(base), '--steps', '3', '--batch-size', '2', '--context-frames', '8',
+                 '--no-progress']) == 0
+    more = tmp_path / 'more'
+    write_clip(more, 'clip1', frames=60)
+    tuned = tmp_path / 'tuned'
+    # learning rate 0: the fine-tune's weights are the ones it started from, so it really loaded them
+    assert main(['train', str(data), str(more), '--out', str(tuned), '--init', str(base / 'model.safetensors'),
+                 '--context-noise', '0.5', '--steps', '2', '--batch-size', '2', '--lr', '0', '--no-progress']) == 0
+    start, result = load_model(base / 'model.safetensors'), load_model(tuned / 'model.safetensors')
+    assert result.config == start.config.replace(context_noise=0.5)  # the size comes from --init, not a preset
+    for key, value in start.state_dict().items():
+        assert torch.equal(value, result.state_dict()[key]), key
+    written = json.loads((tuned / 'config.json').read_text())
+    assert written['train']['data'] == [str(data), str(more)] and written['windows'] > 0
+    assert written['train']['init'] == str(base / 'model.safetensors')
+    # another size cannot start from these weights
+    assert main(['train', str(data), '--out', str(tmp_path / 'bad'), '--init', str(base / 'model.safetensors'),
+                 '--context-frames', '12', '--steps', '1', '--no-progress']) != 0
+    assert 'its architecture differs' in capsys.readouterr().err
+
+
+def test_context_noise_reaches_the_last_context_frame(data: Path) -> None:
+    # the paper's corruption leaves the last context frame nearly clean (a model learns to continue it); with
+    # context_noise it is noisy too
+    config = SMALL.replace(context_noise=2.0)
+    model = DyStream(config)
+    batch = WindowDataset(data, config, window_frames=17).batch(np.random.default_rng(0), 8)
+    seen: list[torch.Tensor] = []
+    model.transformer.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
+    for noise in (0.0, 2.0):
+        model.config = config.replace(context_noise=noise)
+        torch.manual_seed(0)
+        model(*batch)
+    exact = model.normalize(batch[0])[:, -2]  # the last context token holds frame N - 1
+    clean, noisy = ((tokens[:, -1] - exact).abs().mean() for tokens in seen)
+    assert noisy > 4 * clean, (float(clean), float(noisy))
+
+
 def test_torchrun_trains_with_two_processes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / 'ddp'
     env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}

@@ -54,11 +54,11 @@ SPEECH_HANGOVER = 2  # frames: the lips close within 80 ms of the last phoneme
 VOICE_HANGOVER = 12  # frames: a voice counts as active until 0.5 s after it stops, as a VAD reports it
 
 
-def heldout_clips(count: int, seconds: float, seed: int = HELDOUT_SEED) -> list[Clip]:
-    """Held-out TTS conversations, seen from the side that starts them."""
+def heldout_clips(count: int, seconds: float, seed: int = HELDOUT_SEED, long_turns: float = 0.0) -> list[Clip]:
+    """Held-out TTS conversations, seen from the side that starts them (``long_turns``: see ``dystream corpus``)."""
     clips = []
     for index in range(count):
-        side, other = conversation(index, 'heldout', seed, seconds)
+        side, other = conversation(index, 'heldout', seed, seconds, long_turns)
         own, heard = metrics.mouth_opening(side.motion), metrics.mouth_opening(other.motion)
         clips.append(Clip(f'heldout/{index}', side.self_audio, side.partner_audio, own, own > 0.01, heard > 0.01,
                           side.motion, voice_family(side.speaker)))
@@ -359,6 +359,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --rendered-only: the real recordings, or the held-out TTS conversations of "
                              "--heldout-seed (with --heldout-seed 2000, the validation split that chooses a "
                              "checkpoint without looking at real speech)")
+    parser.add_argument('--heldout-long-turns', type=float, default=0.0,
+                        help='with --rendered-on heldout: this share of the answers and statements go on for more '
+                             'sentences, as a reader does (see dystream corpus --long-turns); default 0')
     parser.add_argument('--no-amplitude', action='store_true',
                         help='with --rendered-only: leave out the amplitude mouth (its figures do not depend on the '
                              'model), to compare models in half the time')
@@ -367,8 +370,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report."""
     guidance = {k: getattr(args, k) for k in GUIDANCE_WEIGHTS if getattr(args, k) is not None}
-    if not args.rendered_only and (args.rendered_on != 'real' or args.no_amplitude):
-        msg = '--rendered-on and --no-amplitude choose what --rendered-only scores; add --rendered-only'
+    if not args.rendered_only and (args.rendered_on != 'real' or args.no_amplitude or args.heldout_long_turns):
+        msg = ('--rendered-on, --heldout-long-turns and --no-amplitude choose what --rendered-only scores; add '
+               '--rendered-only')
         raise SystemExit(msg)
     if args.rendered_only:
         if args.report:
@@ -376,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(msg)
         sets = None
         if args.rendered_on == 'heldout':
-            clips = heldout_clips(args.heldout, args.heldout_seconds, args.heldout_seed)
+            clips = heldout_clips(args.heldout, args.heldout_seconds, args.heldout_seed, args.heldout_long_turns)
             sets = {f'heldout_seed{args.heldout_seed}': [
                 rendered_eval.SpeechClip(c.name, c.self_audio, c.reference_mouth, c.self_active) for c in clips]}
         report = rendered_eval.rendered_real_speech(args.model, args.backend, sets=sets, plots=args.plots,

@@ -124,18 +124,34 @@ class _Spoken:
     is_question: bool
 
 
-def _script(split: str, rng: np.random.Generator, target_s: float) -> list[tuple[int, str, str]]:
-    """(speaker, kind, text) lines: alternating questions, answers and statements, about ``target_s`` long."""
+def _script(split: str, rng: np.random.Generator, target_s: float,
+            long_turns: float = 0.0) -> list[tuple[int, str, str]]:
+    """(speaker, kind, text) lines: alternating questions, answers and statements, about ``target_s`` long.
+
+    With ``long_turns`` > 0, that share of answers and statements go on for 1 to 3 more sentences in one breath: a
+    person explaining the way or reading aloud talks for 4 to 10 s with only sentence pauses, while single sentences
+    (median 1.3 s) teach a model that speech stops after about two seconds, and it then shuts the mouth on real
+    readers. At 0 no random number is drawn for it, so the corpora of earlier seeds stay the same.
+    """
     topic = _TOPICS[split]
+    sentences = topic['answers'] + topic['statements']
+
+    def go_on(text: str) -> str:
+        if long_turns <= 0.0 or rng.random() >= long_turns:
+            return text
+        more = rng.choice(sentences, size=int(rng.integers(1, 4)), replace=False)
+        return ' '.join([text, *(_fill(str(m), topic, rng) for m in more)])
+
     lines: list[tuple[int, str, str]] = []
     speaker = int(rng.integers(2))
     estimated = 0.0
     while estimated < target_s:
         kind = str(rng.choice(['question', 'statement'], p=[0.6, 0.4]))
         template = str(rng.choice(topic['questions' if kind == 'question' else 'statements']))
-        lines.append((speaker, kind, _fill(template, topic, rng)))
+        text = _fill(template, topic, rng)
+        lines.append((speaker, kind, text if kind == 'question' else go_on(text)))
         if kind == 'question':  # a question is answered by the other side
-            lines.append((1 - speaker, 'answer', _fill(str(rng.choice(topic['answers'])), topic, rng)))
+            lines.append((1 - speaker, 'answer', go_on(_fill(str(rng.choice(topic['answers'])), topic, rng))))
             speaker = 1 - speaker if rng.random() < 0.5 else speaker
         else:
             speaker = 1 - speaker if rng.random() < 0.7 else speaker
@@ -191,12 +207,13 @@ def _microphone(own: np.ndarray, other: np.ndarray, rng: np.random.Generator, fa
     return (signal / peak * float(10 ** (level_db / 20))).astype(np.float32)
 
 
-def conversation(index: int, split: str, seed: int, target_s: float) -> list[Sample]:
-    """Generate conversation ``index`` of a corpus and return its two samples (one per side)."""
+def conversation(index: int, split: str, seed: int, target_s: float, long_turns: float = 0.0) -> list[Sample]:
+    """Generate conversation ``index`` of a corpus and return its two samples (one per side); ``long_turns``: see
+    :func:`_script`."""
     rng = np.random.default_rng([seed, index, 0 if split == 'train' else 1])
     voices = [_random_voice(split, rng) for _ in range(2)]
     personas = [Persona.random(rng) for _ in range(2)]
-    placed = _schedule(_script(split, rng, target_s), voices, rng)
+    placed = _schedule(_script(split, rng, target_s, long_turns), voices, rng)
     total_s = max(s.start_s + s.utterance.duration_s for s in placed) + float(rng.uniform(0.5, 1.5))
     num_frames = int(total_s * 25)
     num_samples = num_frames * SAMPLES_PER_FRAME
@@ -221,9 +238,9 @@ def conversation(index: int, split: str, seed: int, target_s: float) -> list[Sam
     return samples
 
 
-def _conversation_at(split: str, seed: int, target_s: float, index: int) -> list[Sample]:
+def _conversation_at(split: str, seed: int, target_s: float, long_turns: float, index: int) -> list[Sample]:
     """``conversation`` with the index last, for a process pool."""
-    return conversation(index, split, seed, target_s)
+    return conversation(index, split, seed, target_s, long_turns)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -235,6 +252,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='train, or heldout: voices and texts that train never uses')
     parser.add_argument('--conversation-seconds', type=float, default=40.0,
                         help='approximate length of one conversation')
+    parser.add_argument('--long-turns', type=float, default=0.0,
+                        help='share of answers and statements that go on for 1 to 3 more sentences (a person '
+                             'explaining or reading aloud); default 0, single sentences')
     parser.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
                         help='conversations generated at once, one process each (libespeak-ng carries state from '
                              'one utterance to the next, so espeak voices may differ from a one-process run by '
@@ -249,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     goal_s = args.hours * 3600.0
     done_s, index, count = 0.0, 0, 0
     voices: Counter[str] = Counter()  # samples per voice family
-    make = functools.partial(_conversation_at, args.split, args.seed, args.conversation_seconds)
+    make = functools.partial(_conversation_at, args.split, args.seed, args.conversation_seconds, args.long_turns)
     jobs = max(1, args.jobs)
     with tqdm(total=int(goal_s), unit='s', desc=f'corpus ({args.split}), seconds of conversation') as bar, \
             multiprocessing.get_context('spawn').Pool(jobs) as pool:
@@ -267,8 +287,8 @@ def run(args: argparse.Namespace) -> int:
                 voices.update(voice_family(sample.speaker) for sample in samples)
                 index += 1
                 bar.update(int(round(length_s)))
-    summary = {'split': args.split, 'seed': args.seed, 'conversations': index, 'samples': count,
-               'hours': round(done_s / 3600, 3), 'samples_per_voice': dict(sorted(voices.items()))}
+    summary = {'split': args.split, 'seed': args.seed, 'long_turns': args.long_turns, 'conversations': index,
+               'samples': count, 'hours': round(done_s / 3600, 3), 'samples_per_voice': dict(sorted(voices.items()))}
     (args.out / 'corpus.json').write_text(json.dumps(summary, indent=2) + '\n')
     print(json.dumps(summary))
     return 0

@@ -25,6 +25,7 @@ AUDIO_FRONTENDS = ('logmel', 'whisper_stem')
 WHISPER_STEM_DIM = 2 * 384  # two 50 Hz tokens of Whisper tiny.en's width per motion frame
 WHISPER_STEM_HISTORY = 720  # samples before a frame's 640 that its two tokens read (each token reads 1040)
 GUIDANCE_WEIGHTS = ('cfg_self', 'cfg_partner', 'cfg_anchor', 'cfg_all')  # the ModelConfig fields of the CFG weights
+TRAINING_FIELDS = ('drop_self', 'drop_partner', 'drop_anchor', 'context_noise')  # change nothing at inference
 # Field names of configs written before the robot's own stream was called 'self' everywhere (the shipped weights).
 RENAMED_FIELDS = {'cfg_audio': 'cfg_self', 'drop_audio': 'drop_self'}
 
@@ -34,7 +35,8 @@ class ModelConfig:
     """Architecture and default inference settings of a DyStream model.
 
     Fields above ``steps`` define the weights (a checkpoint fixes them); ``steps`` and the ``cfg_*`` weights are
-    inference defaults that a caller may override with :meth:`replace`; ``drop_*`` are training settings.
+    inference defaults that a caller may override with :meth:`replace`; ``drop_*`` and ``context_noise`` are training
+    settings (:data:`TRAINING_FIELDS`).
     """
 
     name: str = 'tiny'
@@ -76,6 +78,10 @@ class ModelConfig:
     drop_self: float = 0.1  # per frame, on the projected self audio
     drop_partner: float = 0.1  # per frame, on the projected partner audio
     drop_anchor: float = 0.1  # per sample, on the embedded anchor
+    # --- context noise (training): the paper's corruption leaves the last context frames clean, so a model learns to
+    # continue its last frame and, on audio unlike its training voices, keeps a shut mouth shut. This adds noise of a
+    # per-window level drawn from [0, context_noise) (normalised units) to every context frame, the last included.
+    context_noise: float = 0.0
     # --- the anchor in training: 'window_end' is one of the window's last 10 frames (paper code), which shows the
     # model the frames it predicts; 'rest' is the speaker's rest pose, which does not (see DyStream.default_anchor)
     anchor: str = 'window_end'
@@ -112,6 +118,8 @@ class ModelConfig:
         for field in ('dropout', 'drop_self', 'drop_partner', 'drop_anchor'):
             if not 0.0 <= getattr(self, field) < 1.0:
                 problems.append(f'{field} must be in [0, 1), got {getattr(self, field)}')
+        if self.context_noise < 0.0:
+            problems.append(f'context_noise must be >= 0, got {self.context_noise}')
         if self.audio_frontend not in AUDIO_FRONTENDS:
             problems.append(f'audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}')
         if self.anchor not in ANCHORS:

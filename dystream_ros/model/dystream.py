@@ -107,6 +107,9 @@ class DyStream(nn.Module):
         context = torch.where(corrupt, x_t, x0)
         blend = torch.linspace(0.0, 1.0, frames, device=motion.device)[None, :, None]  # (1, N+1, 1)
         context = context * (1.0 - blend) + x0 * blend
+        if cfg.context_noise > 0.0:  # see ModelConfig.context_noise: no context frame is exact, the last included
+            level = torch.rand(batch, 1, 1, device=motion.device) * cfg.context_noise
+            context = context + level * torch.randn_like(context)
         if cfg.anchor == 'rest':
             anchor = self.normalize(rest)  # (B, D)
         else:

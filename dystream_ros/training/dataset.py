@@ -19,7 +19,7 @@ to audio before a robot hears it (telephone and codec bandwidth, microphone EQ, 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +67,10 @@ def _frames_at(motion: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 class WindowDataset:
-    """All samples of a folder in memory, and random windows of ``window_frames`` frames from them."""
+    """All samples of one or more folders in memory, and random windows of ``window_frames`` frames from them."""
 
-    def __init__(self, root: Path, config: ModelConfig, window_frames: int, max_speed_change: float = 0.0,
+    def __init__(self, root: Path | Sequence[Path], config: ModelConfig, window_frames: int,
+                 max_speed_change: float = 0.0,
                  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> None:
         if config.sample_rate_hz != SAMPLE_RATE_HZ:
             msg = f'samples are {SAMPLE_RATE_HZ} Hz but the model expects {config.sample_rate_hz} Hz'
@@ -82,7 +83,8 @@ class WindowDataset:
         self.augment = augment
         change = round(max_speed_change * SPEED_STEPS)
         self.speed_numerators = np.arange(SPEED_STEPS - change, SPEED_STEPS + change + 1)  # factor = n / SPEED_STEPS
-        self.samples: list[Sample] = [read_sample(folder) for folder in list_samples(root)]
+        roots = [root] if isinstance(root, Path) else list(root)
+        self.samples: list[Sample] = [read_sample(folder) for r in roots for folder in list_samples(r)]
         names = self.samples[0].names
         for sample in self.samples:
             if sample.motion.shape[1] != config.motion_dim:
@@ -106,7 +108,7 @@ class WindowDataset:
             starts.append(np.stack([np.full_like(ok, i), ok], axis=1))
         self.windows = np.concatenate(starts) if starts else np.zeros((0, 2), np.int64)
         if self.windows.shape[0] == 0:
-            msg = (f'no sample in {root} has {window_frames} consecutive valid frames '
+            msg = (f'no sample in {", ".join(map(str, roots))} has {window_frames} consecutive valid frames '
                    f'({window_frames / config.fps:.2f} s), the training window')
             raise DataError(msg)
 

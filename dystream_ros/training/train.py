@@ -42,8 +42,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dystream_ros.data.augment import AUGMENTATIONS, Augmenter
 from dystream_ros.errors import CheckpointError, ConfigError
-from dystream_ros.model.checkpoint import check_state_dict, config_from_metadata, read_tensors, save_model, save_tensors
-from dystream_ros.model.config import AUDIO_FRONTENDS, GUIDANCE_WEIGHTS, ModelConfig
+from dystream_ros.model.checkpoint import (
+    check_state_dict,
+    config_from_metadata,
+    read_tensors,
+    save_model,
+    save_tensors,
+    upgrade_state_dict,
+)
+from dystream_ros.model.config import AUDIO_FRONTENDS, GUIDANCE_WEIGHTS, TRAINING_FIELDS, ModelConfig
 from dystream_ros.model.dystream import DyStream
 from dystream_ros.training.dataset import WindowDataset
 
@@ -57,7 +64,7 @@ CHECKPOINT_DIR = 'checkpoints'
 class TrainConfig:
     """Training run settings (the model's own settings are in ModelConfig)."""
 
-    data: Path  # folder of samples (dystream_ros.data.sample format)
+    data: Path | tuple[Path, ...]  # folder(s) of samples (dystream_ros.data.sample format)
     out: Path  # output folder (see module docstring)
     steps: int = 100_000  # total optimizer steps; --resume continues up to this number
     batch_size: int = 32  # windows per process and step
@@ -76,6 +83,7 @@ class TrainConfig:
     augment_p: float = 0.5  # probability of each kind, per window and voice
     device: str = ''  # '' = cuda if available, else cpu
     resume: bool = False
+    init: Path | None = None  # fine-tune: start from these weights (same architecture; see _initialise)
     progress: bool = True  # tqdm progress bar on rank 0
 
 
@@ -181,8 +189,21 @@ def _resume(out: Path, model: DyStream, ema: EMA, optimizer: torch.optim.Optimiz
     return int(metadata['step'])
 
 
+def _initialise(model: DyStream, path: Path) -> None:
+    """Load the weights (and motion normalisation) of a trained model to fine-tune; ConfigError if its architecture
+    differs from ``model``'s (training settings and guidance weights may differ: they are what a fine-tune changes)."""
+    tensors, metadata = read_tensors(path)
+    own = {f: getattr(model.config, f) for f in (*TRAINING_FIELDS, *GUIDANCE_WEIGHTS, 'name', 'motion_names')}
+    if config_from_metadata(metadata, path).replace(**own) != model.config:
+        msg = f'--init {path}: its architecture differs from the model being trained'
+        raise ConfigError(msg)
+    tensors = upgrade_state_dict(tensors)
+    check_state_dict(model, tensors, str(path))
+    model.load_state_dict(tensors)
+
+
 def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig | None = None) -> TrainResult:
@@ -228,13 +249,15 @@ def _train(cfg: TrainConfig, model_config: ModelConfig | None, rank: int, distri
     if window < 2:
         msg = f'window_frames must be >= 2, got {window}'
         raise ConfigError(msg)
-    data = WindowDataset(Path(cfg.data), model_config, window, cfg.speed_perturb,
+    data = WindowDataset(cfg.data, model_config, window, cfg.speed_perturb,
                          Augmenter(cfg.augment, cfg.augment_p) if cfg.augment else None)
     if not model_config.motion_names and all(data.motion_names):
         model_config = model_config.replace(motion_names=data.motion_names)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
     model = DyStream(model_config).to(device)
     model.set_motion_stats(*(torch.from_numpy(a) for a in data.motion_stats()))
+    if cfg.init is not None and not cfg.resume:
+        _initialise(model, Path(cfg.init))
     ema = EMA(model, cfg.ema_decay)
     optimizer = _optimizer(model, cfg)
     rng = np.random.default_rng([cfg.seed, rank])
@@ -293,8 +316,9 @@ def _train(cfg: TrainConfig, model_config: ModelConfig | None, rank: int, distri
 # --- `dystream train` ---
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``dystream train``."""
-    defaults = TrainConfig(Path(), Path())
-    parser.add_argument('data', type=Path, help='folder of samples (<id>/motion.npz, self.wav, partner.wav)')
+    defaults = TrainConfig((), Path())
+    parser.add_argument('data', type=Path, nargs='+',
+                        help='folders of samples (<id>/motion.npz, self.wav, partner.wav)')
     parser.add_argument('--out', type=Path, required=True, help='output folder for weights and training state')
     parser.add_argument('--config', default=None, choices=['tiny', 'base', 'official'],
                         help='model size (default tiny; with --resume, the stored one)')
@@ -329,6 +353,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in GUIDANCE_WEIGHTS:
         parser.add_argument(f'--{name.replace("_", "-")}', type=float, default=None,
                             help='guidance weight stored with the weights as the inference default')
+    parser.add_argument('--context-noise', type=float, default=None,
+                        help='noise level drawn per window up to this (normalised units) added to every context '
+                             'frame, the last included, so the model cannot just continue its last frame (default 0)')
+    parser.add_argument('--init', type=Path, default=None,
+                        help='fine-tune: start from the weights of this model.safetensors (same architecture; its '
+                             'config is the base that the model flags change)')
     parser.add_argument('--resume', action='store_true', help='continue from OUT/train_state.safetensors')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
@@ -336,18 +366,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train from parsed arguments."""
     overrides = {k: getattr(args, k) for k in ('context_frames', 'lookahead_ms', 'audio_frontend', 'anchor',
-                                               *GUIDANCE_WEIGHTS)
+                                               'context_noise', *GUIDANCE_WEIGHTS)
                  if getattr(args, k) is not None}
+    if args.init is not None and args.config:
+        msg = '--init takes the model size from the weights it starts from; drop --config'
+        raise ConfigError(msg)
     model_config = None
-    if not args.resume or args.config or overrides:  # on resume, only an explicit request is checked
+    if args.init is not None:
+        base = config_from_metadata(read_tensors(args.init)[1], args.init)
+        model_config = base.replace(**overrides)
+    elif not args.resume or args.config or overrides:  # on resume, only an explicit request is checked
         model_config = ModelConfig.preset(args.config or 'tiny').replace(**overrides)
-    cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    cfg = TrainConfig(data=tuple(args.data), out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_decay=args.lr_decay,
                       ema_decay=args.ema_decay, grad_clip=args.grad_clip, seed=args.seed, save_every=args.save_every,
                       log_every=args.log_every, window_frames=args.window_frames,
                       speed_perturb=args.speed_perturb, augment=tuple(k for k in args.augment.split(',') if k),
                       augment_p=args.augment_p, device=args.device,
-                      resume=args.resume, progress=not args.no_progress)
+                      resume=args.resume, init=args.init, progress=not args.no_progress)
     result = train(cfg, model_config)
     if result.model_path is not None:
         print(f'step {result.last_step}: weights in {result.model_path}')
