@@ -1,4 +1,5 @@
-"""Real speech scored as a user sees it: the photo avatar rendered, tracked back by MediaPipe, on a real recording."""
+"""Scored as a user sees it: the photo avatar rendered and tracked back by MediaPipe, speaking a real recording and
+listening in a held-out conversation."""
 from __future__ import annotations
 
 import json
@@ -7,17 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dystream_ros.apps.evaluate import VALIDATION_SEED, heldout_clips
 from dystream_ros.apps.rendered_eval import (
     BANDWIDTHS,
     FIGURES,
-    RenderedMouth,
+    RenderedFace,
     SpeechClip,
+    conversation_frames,
+    listening_lines,
     plot,
+    plot_listening,
+    rendered_listening,
     rendered_scores,
     report_lines,
     score_tracked_mouth,
     speaker_sets,
 )
+from dystream_ros.data.metrics import VISIBLE_NOD_DEG
 from dystream_ros.data.real_speech import LIBRIVOX_DIR, RealClip, align
 from dystream_ros.data.sample import read_any_audio
 from dystream_ros.face.motion import index_of, neutral_motion
@@ -28,8 +35,8 @@ CLIP_ID = 'sense_and_sensibility_01_austen_64kb-0880'  # 3 s: "he was not an ill
 
 
 @pytest.fixture(scope='module')
-def mouth() -> RenderedMouth:
-    return RenderedMouth()
+def mouth() -> RenderedFace:
+    return RenderedFace()
 
 
 @pytest.fixture(scope='module')
@@ -40,13 +47,13 @@ def sets() -> dict[str, list[SpeechClip]]:
 
 
 @pytest.fixture(scope='module')
-def scored(sets: dict[str, list[SpeechClip]], mouth: RenderedMouth) -> tuple[dict, dict]:
+def scored(sets: dict[str, list[SpeechClip]], mouth: RenderedFace) -> tuple[dict, dict]:
     return rendered_scores(sets, {'model': StreamingGenerator(seed=0), 'amplitude': AmplitudeGenerator()},
                            mouth=mouth)
 
 
 def test_a_face_driven_by_the_reference_is_seen_to_follow_it(sets: dict[str, list[SpeechClip]],
-                                                            mouth: RenderedMouth) -> None:
+                                                            mouth: RenderedFace) -> None:
     clip = sets['librivox'][0]
     motion = neutral_motion(len(clip.reference_mouth))
     motion[:, index_of('jawOpen')] = clip.reference_mouth
@@ -56,7 +63,7 @@ def test_a_face_driven_by_the_reference_is_seen_to_follow_it(sets: dict[str, lis
 
 
 def test_a_still_face_is_never_seen_open_while_speaking(sets: dict[str, list[SpeechClip]],
-                                                        mouth: RenderedMouth) -> None:
+                                                        mouth: RenderedFace) -> None:
     clip = sets['librivox'][0]
     jaw = mouth.tracked_jaw(neutral_motion(len(clip.reference_mouth)))
     assert jaw.max() <= 0.05
@@ -118,3 +125,30 @@ def test_eval_scores_a_checkpoint_on_the_validation_split_rendered(capsys: pytes
     for flags in (['--rendered-on', 'heldout'], ['--heldout-long-turns', '0.5']):
         with pytest.raises(SystemExit, match='--rendered-only'):  # the flags say what --rendered-only scores
             main(['eval', *flags])
+
+
+@pytest.fixture(scope='module')
+def listening(mouth: RenderedFace) -> tuple[dict, dict]:
+    clips = heldout_clips(1, 20.0, VALIDATION_SEED)
+    return rendered_listening(clips, StreamingGenerator(seed=0), face=mouth)
+
+
+def test_the_shipped_face_is_seen_to_nod_at_the_partners_phrase_ends(listening: tuple[dict, dict]) -> None:
+    report, traces = listening
+    assert report['phrase_ends'] >= 2
+    assert report['seen']['median_deg'] >= VISIBLE_NOD_DEG  # tracked from the photo, as a visitor would see it
+    assert 0.0 <= report['teacher']['visible_share'] <= 1.0  # what it learnt from (its nods are random)
+    # the tracker reads the head pose back: little error on the frames, though the warp turns less than commanded
+    assert report['pose_error_deg']['headPitch']['median'] < 1.5
+    assert len(traces['seen']) == len(traces['commanded']) == len(traces['motion'])
+
+
+def test_listening_has_a_picture_a_contact_sheet_and_a_table(listening: tuple[dict, dict], tmp_path: Path) -> None:
+    report, traces = listening
+    assert plot_listening(traces, tmp_path).stat().st_size > 10_000
+    frames = conversation_frames(traces)
+    assert [label.split()[0] for label, _ in frames] == ['speaking'] * 6 + ['listening'] * 6
+    assert all(motion.shape == (58,) for _, motion in frames)
+    text = '\n'.join(listening_lines(report))
+    assert f'| model, tracked from the photo | {report["seen"]["median_deg"]} |' in text
+    assert '![listening](eval_listening.png)' in text

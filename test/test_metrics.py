@@ -59,6 +59,25 @@ def test_listening_nod_ratio_is_high_for_nods_at_the_partner_and_one_for_indiffe
     assert metrics.listening_nod_ratio(noise, own, partner) == pytest.approx(1.0, abs=0.2)
 
 
+def test_phrase_ends_are_where_the_partner_stops_and_the_face_is_silent_around_it() -> None:
+    frames = 250  # 10 s
+    partner, own = np.zeros(frames, bool), np.zeros(frames, bool)
+    partner[25:75] = True  # a phrase, 1-3 s
+    partner[77:100] = True  # 80 ms later it goes on (a pause inside the phrase), ends at 4 s
+    partner[150:175] = True  # another phrase, ends at 7 s; the face answers 0.2 s later
+    own[180:230] = True
+    assert metrics.phrase_ends(partner, own) == [99]
+
+
+def test_a_nod_at_a_phrase_end_is_measured_in_degrees_and_only_there() -> None:
+    t = np.arange(250) / 25
+    pitch = np.radians(0.5) * np.sin(2 * np.pi * 0.25 * t)  # breathing: 1 degree peak to peak
+    nod = np.radians(8.0) * np.exp(-0.5 * ((t - 3.9) / 0.1) ** 2)  # an 8 degree nod 0.1 s before the end at 4 s
+    depths = metrics.nod_depths_deg(pitch + nod, [99, 200])
+    assert depths[0] == pytest.approx(8.0, abs=1.0) and depths[0] >= metrics.VISIBLE_NOD_DEG
+    assert depths[1] < 1.1  # no nod at the second end: only the breathing
+
+
 def test_seed_diversity_and_drift() -> None:
     base = neutral_motion(500) + np.random.default_rng(0).normal(0, 0.1, (500, 58)).astype(np.float32)
     assert metrics.seed_diversity([base, base]) == 0.0

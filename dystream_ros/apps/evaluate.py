@@ -5,7 +5,8 @@ teacher's, from the phoneme timing) and real human speech from Debian packages (
 alignment) go through the model in streaming mode, 40 ms at a time, as in the node. The same clips go through
 the amplitude-driven jaw that cheap robots use and, where it applies, the corpus teacher itself. The real speech is
 also scored as a user sees it, rendered and tracked back, as recorded and at telephone bandwidth
-(:mod:`dystream_ros.apps.rendered_eval`; ``--rendered-only`` runs that alone). See ``dystream_ros.data.metrics`` for
+(:mod:`dystream_ros.apps.rendered_eval`; ``--rendered-only`` runs that alone), and so are the nods of the face at
+the partner's phrase ends in the held-out conversations. See ``dystream_ros.data.metrics`` for
 what each figure means.
 """
 from __future__ import annotations
@@ -24,9 +25,12 @@ from dystream_ros.data import metrics
 from dystream_ros.data.corpus import conversation
 from dystream_ros.data.real_speech import RealClip, real_clips
 from dystream_ros.data.tts import voice_family
+from dystream_ros.face.contact_sheet import contact_sheet, write_png
 from dystream_ros.face.motion import get_values
+from dystream_ros.face.renderers import make_renderer
 from dystream_ros.model.config import GUIDANCE_WEIGHTS
 from dystream_ros.runtime.amplitude import AmplitudeGenerator
+from dystream_ros.runtime.gaze import gaze_frames
 from dystream_ros.runtime.generator import StreamingGenerator
 
 if TYPE_CHECKING:
@@ -193,6 +197,8 @@ def evaluate(model: Path | None = None, backend: str = 'torch', heldout_count: i
         speakers = rendered_eval.speaker_sets(recordings)
         report['real_speech_rendered'], rendered_traces = rendered_eval.rendered_scores(speakers, systems)
         traces['rendered'] = (speakers, rendered_traces)
+        report['listening_rendered'], traces['listening'] = rendered_eval.rendered_listening(sets['heldout_tts'],
+                                                                                             model_gen)
     return report, traces
 
 
@@ -273,6 +279,12 @@ def plot(report: dict[str, Any], traces: dict[str, Any], folder: Path) -> list[P
     plt.close(fig)
     if 'rendered' in traces:
         written += rendered_eval.plot(*traces['rendered'], folder)
+    if 'listening' in traces:
+        written.append(rendered_eval.plot_listening(traces['listening'], folder))
+        renderers = [make_renderer('stylised'), make_renderer('photo')]
+        sheet = contact_sheet(renderers, rendered_eval.conversation_frames(traces['listening']), tile=192)
+        written.append(write_png(folder / 'eval_conversation_frames.png', sheet))
+        written.append(write_png(folder / 'gaze.png', contact_sheet(renderers, gaze_frames(), tile=160)))
     return written
 
 
@@ -334,6 +346,11 @@ def write_report(report: dict[str, Any], path: Path, command: str) -> None:
               '![metrics](eval_metrics.png)', '', '![jaw traces](eval_traces.png)', '']
     if 'real_speech_rendered' in report:
         lines += rendered_eval.report_lines(report['real_speech_rendered'])
+    if 'listening_rendered' in report:
+        lines += rendered_eval.listening_lines(report['listening_rendered'])
+        lines += ['Frames of the first conversation, the stylised face above the photo avatar: the face speaking, then',
+                  'listening around the phrase end where it nods deepest.', '',
+                  '![speaking and listening](eval_conversation_frames.png)', '']
     path.write_text('\n'.join(lines))
 
 
@@ -358,7 +375,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--rendered-on', choices=['real', 'heldout'], default='real',
                         help="with --rendered-only: the real recordings, or the held-out TTS conversations of "
                              "--heldout-seed (with --heldout-seed 2000, the validation split that chooses a "
-                             "checkpoint without looking at real speech)")
+                             "checkpoint without looking at real speech), their listening nods seen too")
     parser.add_argument('--heldout-long-turns', type=float, default=0.0,
                         help='with --rendered-on heldout: this share of the answers and statements go on for more '
                              'sentences, as a reader does (see dystream corpus --long-turns); default 0')
@@ -385,6 +402,9 @@ def run(args: argparse.Namespace) -> int:
                 rendered_eval.SpeechClip(c.name, c.self_audio, c.reference_mouth, c.self_active) for c in clips]}
         report = rendered_eval.rendered_real_speech(args.model, args.backend, sets=sets, plots=args.plots,
                                                     amplitude=not args.no_amplitude, **guidance)
+        if args.rendered_on == 'heldout':
+            model = StreamingGenerator(args.model, backend=args.backend, seed=0, **guidance)
+            report['listening'], _ = rendered_eval.rendered_listening(clips, model)
         print(json.dumps(report, indent=None if args.json else 2))
         return 0
     report, traces = evaluate(args.model, args.backend, args.heldout, args.heldout_seconds, args.drift_minutes,

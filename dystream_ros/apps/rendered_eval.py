@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from dystream_ros.apps.video import stream_motion
 from dystream_ros.audio.bandwidth import telephone_band
 from dystream_ros.data import metrics
 from dystream_ros.data.real_speech import SPEAKER_SETS, real_clips
-from dystream_ros.face.motion import index_of
+from dystream_ros.face.motion import get_values
 from dystream_ros.face.renderers import make_renderer
 from dystream_ros.face.tracker import FaceTracker
 from dystream_ros.units import FPS, SAMPLE_RATE_HZ
@@ -55,34 +55,38 @@ def speaker_sets(clips: Iterable[RealClip] | None = None) -> dict[str, list[Spee
     return sets
 
 
-class RenderedMouth:
+class RenderedFace:
     """Renders motion with one renderer and tracks each picture back; keeps the time each part took."""
 
     def __init__(self, renderer: Renderer | None = None) -> None:
         self.renderer = make_renderer('photo') if renderer is None else renderer
-        self._jaw = index_of('jawOpen')
         self.seconds = {'render': 0.0, 'track': 0.0}
         self.frames = 0
         self.lost_frames = 0  # frames in which the tracker found no face
 
-    def tracked_jaw(self, motion: np.ndarray) -> np.ndarray:
-        """The tracked ``jawOpen`` (T,) of motion (T, 58) rendered as one video; a frame without a face counts as
-        a shut mouth (the user sees no mouth move)."""
-        jaw = np.zeros(len(motion), np.float32)
+    def tracked(self, motion: np.ndarray) -> np.ndarray:
+        """The tracked motion (T, 58) of motion (T, 58) rendered as one video; NaN rows where no face was found.
+        Its head pose is the tracker's: the portrait's own pose plus the commanded one."""
+        seen = np.full(motion.shape, np.nan, np.float32)
         with FaceTracker(video=True, max_faces=1) as tracker:
             for frame, pose in enumerate(motion):
                 start = time.perf_counter()
                 image = self.renderer.render(pose)
                 rendered = time.perf_counter()
-                seen = tracker.track(image, frame * _FRAME_MS)
+                observation = tracker.track(image, frame * _FRAME_MS)
                 self.seconds['render'] += rendered - start
                 self.seconds['track'] += time.perf_counter() - rendered
-                if seen is None:
+                if observation is None:
                     self.lost_frames += 1
                 else:
-                    jaw[frame] = seen.motion[self._jaw]
+                    seen[frame] = observation.motion
         self.frames += len(motion)
-        return jaw
+        return seen
+
+    def tracked_jaw(self, motion: np.ndarray) -> np.ndarray:
+        """The tracked ``jawOpen`` (T,); a frame without a face counts as a shut mouth (the user sees no mouth
+        move)."""
+        return np.nan_to_num(metrics.mouth_opening(self.tracked(motion)), nan=0.0)
 
 
 def score_tracked_mouth(jaw: np.ndarray, clip: SpeechClip) -> dict[str, float]:
@@ -111,7 +115,7 @@ def _mean(figures: list[dict[str, float]]) -> dict[str, float | int | None]:
 
 
 def rendered_scores(sets: dict[str, list[SpeechClip]], systems: dict[str, Generator], seed: int = 0,
-                    mouth: RenderedMouth | None = None,
+                    mouth: RenderedFace | None = None,
                     ) -> tuple[dict[str, Any], dict[tuple[str, str, str, str], np.ndarray]]:
     """Score every clip of every set with every system, as recorded and at telephone bandwidth.
 
@@ -126,7 +130,7 @@ def rendered_scores(sets: dict[str, list[SpeechClip]], systems: dict[str, Genera
         ``all``: the mean over the sets, each speaker counted once; the time taken) and the traces (the tracked jaw
         of each clip: (set, bandwidth, system, clip name) -> (T,)).
     """
-    mouth = RenderedMouth() if mouth is None else mouth
+    mouth = RenderedFace() if mouth is None else mouth
     started, generate_s = time.perf_counter(), 0.0
     before = {'frames': mouth.frames, 'lost': mouth.lost_frames, **mouth.seconds}  # mouth may have rendered before
     report: dict[str, Any] = {'sets': {}}
@@ -167,6 +171,134 @@ def rendered_scores(sets: dict[str, list[SpeechClip]], systems: dict[str, Genera
                         'track_ms_per_frame': round((mouth.seconds['track'] - before['track']) * ms_per_frame, 1),
                         'generate_ms_per_frame': round(generate_s * ms_per_frame, 1)}
     return report, traces
+
+
+class Conversation(Protocol):
+    """A conversation seen from the face's side (``evaluate.Clip`` is one): both voices and who speaks when."""
+
+    name: str
+    self_audio: np.ndarray  # (N,) 16 kHz
+    partner_audio: np.ndarray  # (N,) 16 kHz
+    self_active: np.ndarray  # (T,) bool per frame
+    partner_active: np.ndarray  # (T,) bool per frame
+    teacher: np.ndarray | None  # (T, 58) the corpus teacher's motion, if any
+
+
+def _degrees(motion: np.ndarray, name: str) -> np.ndarray:
+    return np.degrees(get_values(motion, name)[:, 0])
+
+
+def rendered_listening(clips: list[Conversation], generator: Generator, seed: int = 0,
+                       face: RenderedFace | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Listening as a user sees it: the nods of the face at the partner's phrase ends, tracked from the photo.
+
+    Each conversation goes through ``generator`` in streaming mode (both voices), every frame is rendered and tracked
+    back, and the head pitch peak to peak around each phrase end of the partner (:func:`metrics.phrase_ends`) is
+    measured as commanded and as seen; the corpus teacher's nods are the reference. The tracked head pose is also
+    compared with the commanded one over every frame (pitch and yaw, after removing the portrait's own pose).
+
+    Returns:
+        The report (JSON-able) and the traces of the first conversation for :func:`plot_listening`.
+    """
+    face = RenderedFace() if face is None else face
+    depths: dict[str, list[float]] = {'commanded': [], 'seen': [], 'teacher': []}
+    errors: dict[str, list[np.ndarray]] = {'headPitch': [], 'headYaw': []}
+    traces: dict[str, np.ndarray] = {}
+    for clip in clips:
+        if hasattr(generator, 'seed'):
+            generator.seed = seed
+        motion = np.stack(list(stream_motion(generator, clip.self_audio, clip.partner_audio)))
+        motion = motion[:len(clip.partner_active)]
+        seen = face.tracked(motion)
+        ends = metrics.phrase_ends(clip.partner_active[:len(motion)], clip.self_active[:len(motion)])
+        depths['commanded'] += list(metrics.nod_depths_deg(get_values(motion, 'headPitch')[:, 0], ends))
+        depths['seen'] += list(metrics.nod_depths_deg(get_values(seen, 'headPitch')[:, 0], ends))
+        if clip.teacher is not None:
+            depths['teacher'] += list(metrics.nod_depths_deg(get_values(clip.teacher, 'headPitch')[:, 0], ends))
+        for name, error in errors.items():
+            difference = _degrees(seen, name) - _degrees(motion, name)
+            error.append(np.abs(difference - np.nanmedian(difference)))
+        if not traces:
+            traces = {'motion': motion, 'commanded': _degrees(motion, 'headPitch'), 'seen': _degrees(seen, 'headPitch'),
+                      'partner_active': clip.partner_active[:len(motion)],
+                      'self_active': clip.self_active[:len(motion)], 'ends': np.array(ends, int)}
+    report: dict[str, Any] = {'clips': len(clips), 'phrase_ends': len(depths['seen'])}
+    for source, values in depths.items():
+        values_array = np.array(values, float)
+        if len(values_array):
+            report[source] = {'median_deg': round(float(np.nanmedian(values_array)), 1),
+                              'visible_share': round(float(np.mean(values_array >= metrics.VISIBLE_NOD_DEG)), 2)}
+    report['pose_error_deg'] = {name: {'median': round(float(np.nanmedian(np.concatenate(e))), 2),
+                                       'p90': round(float(np.nanpercentile(np.concatenate(e), 90)), 2)}
+                                for name, e in errors.items()}
+    return report, traces
+
+
+def plot_listening(traces: dict[str, np.ndarray], folder: Path) -> Path:
+    """``eval_listening.png``: the head pitch commanded and seen on the photo through one conversation, with the
+    partner's speech shaded and its phrase ends marked."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    t = np.arange(len(traces['commanded'])) / FPS
+    fig, ax = plt.subplots(figsize=(12, 3.2))
+    for name, active, colour in (('partner speaks', traces['partner_active'], 'tab:green'),
+                                 ('face speaks', traces['self_active'], 'tab:orange')):
+        ax.fill_between(t, 0, 1, where=active, transform=ax.get_xaxis_transform(), color=colour, alpha=0.15,
+                        label=name, step='mid')
+    base = np.nanmedian(traces['seen'] - traces['commanded'])
+    ax.plot(t, traces['commanded'], color='k', lw=1.2, label='head pitch commanded')
+    ax.plot(t, traces['seen'] - base, color='tab:blue', lw=1.0, label='tracked from the photo (offset removed)')
+    for end in traces['ends']:
+        ax.axvline(end / FPS, color='tab:green', lw=0.8, ls='--')
+    ax.set_xlabel('s')
+    ax.set_ylabel('head pitch (deg, + nose down)')
+    ax.set_title('Listening as seen: the head pitch at the partner\'s phrase ends (dashed)')
+    ax.legend(loc='upper right', fontsize=8, ncol=4)
+    fig.tight_layout()
+    path = folder / 'eval_listening.png'
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def conversation_frames(traces: dict[str, np.ndarray], count: int = 6) -> list[tuple[str, np.ndarray]]:
+    """``count`` frames of the face speaking (across its longest run of speech) and ``count`` of it listening (around
+    the phrase end where it nods deepest), labelled with their time, from the traces of :func:`rendered_listening`."""
+    motion, speaking = traces['motion'], traces['self_active']
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], speaking.astype(int), [0]])) == 1)
+    stops = np.flatnonzero(np.diff(np.concatenate([[0], speaking.astype(int), [0]])) == -1)
+    longest = int(np.argmax(stops - starts))
+    spoken = np.linspace(starts[longest], stops[longest] - 1, count).astype(int)
+    before, after = metrics.NOD_WINDOW_FRAMES
+    ends = traces['ends']
+    deepest = ends[int(np.argmax(metrics.nod_depths_deg(np.radians(traces['commanded']), list(ends))))]
+    heard = np.linspace(deepest - before, deepest + after - 1, count).astype(int)
+    return ([(f'speaking {i / FPS:.1f} s', motion[i]) for i in spoken]
+            + [(f'listening {(i - deepest) / FPS:+.1f} s', motion[i]) for i in heard])
+
+
+def listening_lines(report: dict[str, Any]) -> list[str]:
+    """The section of docs/eval.md on listening as a user sees it."""
+    lines = ['## Listening as a user sees it (rendered, tracked back)', '',
+             f'{report["clips"]} held-out conversations in streaming mode with both voices; every frame rendered with',
+             'the photo avatar and tracked back. At each of the partner\'s phrase ends with the face silent around it',
+             f'({report["phrase_ends"]} in all), the head pitch peak to peak from 0.6 s before to 0.4 s after: its',
+             f'median, and the share of phrase ends with a nod of at least {metrics.VISIBLE_NOD_DEG:.0f} degrees',
+             '(visible from across a room). The corpus teacher is what the model was trained to do.', '',
+             '| nods at phrase ends | median (deg) | share >= 4 deg |', '|---|---|---|']
+    for source, label in (('seen', 'model, tracked from the photo'), ('commanded', 'model, commanded'),
+                          ('teacher', 'corpus teacher, commanded')):
+        if source in report:
+            lines.append(f'| {label} | {report[source]["median_deg"]} | {report[source]["visible_share"]} |')
+    error = report['pose_error_deg']
+    lines += ['', 'Head pose tracked back against the pose commanded, every frame (the portrait\'s own pose removed):',
+              f'pitch {error["headPitch"]["median"]} deg median ({error["headPitch"]["p90"]} at the 90th percentile),',
+              f'yaw {error["headYaw"]["median"]} deg ({error["headYaw"]["p90"]}).', '',
+              '![listening](eval_listening.png)', '']
+    return lines
 
 
 def rendered_real_speech(model: Path | None = None, backend: str = 'torch',

@@ -78,6 +78,30 @@ def listening_nod_ratio(head_pitch: np.ndarray, self_active: np.ndarray, partner
     return float(energy[:n][listening].mean() / max(energy[:n][nobody].mean(), 1e-9))
 
 
+PHRASE_GAP_FRAMES = 3  # pauses shorter than this (120 ms) are inside a phrase, not at its end
+NOD_WINDOW_FRAMES = (15, 10)  # a listener's nod at a phrase end: from 0.6 s before it to 0.4 s after
+VISIBLE_NOD_DEG = 4.0  # head pitch peak to peak that a person sees from across a room
+
+
+def phrase_ends(partner_active: np.ndarray, self_active: np.ndarray) -> list[int]:
+    """Frames where a phrase of the partner ends while the face itself is silent around it (the moments a listener
+    nods, the end of the partner's turn included when the face answers after ``NOD_WINDOW_FRAMES``): the last frame
+    of each run of partner speech, runs joined across pauses under ``PHRASE_GAP_FRAMES``."""
+    heard = activity_with_hangover(partner_active, PHRASE_GAP_FRAMES - 1)
+    own = np.asarray(self_active, bool)
+    before, after = NOD_WINDOW_FRAMES
+    ends = np.flatnonzero(heard[:-1] & ~heard[1:]) - (PHRASE_GAP_FRAMES - 1)
+    return [int(e) for e in ends if e >= before and e + after <= len(own) and not own[e - before:e + after].any()]
+
+
+def nod_depths_deg(head_pitch: np.ndarray, ends: list[int]) -> np.ndarray:
+    """Head pitch peak to peak (degrees) around each phrase end (``NOD_WINDOW_FRAMES``); ``head_pitch`` in
+    radians, one per frame. A listener who nods visibly scores at least ``VISIBLE_NOD_DEG`` at most phrase ends."""
+    before, after = NOD_WINDOW_FRAMES
+    pitch = np.degrees(np.asarray(head_pitch, float))
+    return np.array([np.ptp(pitch[e - before:e + after]) for e in ends if e + after <= len(pitch)])
+
+
 def seed_diversity(motions: list[np.ndarray]) -> float:
     """Mean absolute difference between motion generated with different seeds (> 0: the sampler is not
     collapsed onto one output)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -37,12 +38,16 @@ EXPRESSIONS: tuple[tuple[str, dict[str, float]], ...] = (
 )
 
 
-def contact_sheet(renderers: list, tile: int = 256, columns: int = 6) -> np.ndarray:
-    """Return the RGB sheet: blocks of ``columns`` expressions, one row per renderer in each block, labelled."""
+def contact_sheet(renderers: list, frames: Sequence[tuple[str, np.ndarray]] | None = None, tile: int = 256,
+                  columns: int = 6) -> np.ndarray:
+    """Return the RGB sheet: blocks of ``columns`` labelled motion frames (:data:`EXPRESSIONS` when None), one row
+    per renderer in each block."""
+    if frames is None:
+        frames = [(label, motion_frame(**values)) for label, values in EXPRESSIONS]
     label_h = max(18, tile // 9)
     blocks = []
-    for start in range(0, len(EXPRESSIONS), columns):
-        chunk = EXPRESSIONS[start:start + columns]
+    for start in range(0, len(frames), columns):
+        chunk = frames[start:start + columns]
         band = np.full((label_h, tile * columns, 3), 24, np.uint8)
         for i, (label, _) in enumerate(chunk):
             scale = tile / 420
@@ -52,12 +57,19 @@ def contact_sheet(renderers: list, tile: int = 256, columns: int = 6) -> np.ndar
         rows = [band]
         for renderer in renderers:
             row = np.full((tile, tile * columns, 3), 24, np.uint8)
-            for i, (_, values) in enumerate(chunk):
-                image = renderer.render(motion_frame(**values))
+            for i, (_, motion) in enumerate(chunk):
+                image = renderer.render(motion)
                 row[:, i * tile:(i + 1) * tile] = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA)
             rows.append(row)
         blocks.append(np.concatenate(rows))
     return np.concatenate(blocks)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> Path:
+    """Write an RGB image as a compressed PNG (folders made as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--tile', type=int, default=256, help='tile size in pixels')
     args = parser.parse_args(argv)
     renderers = [make_renderer('stylised'), make_renderer('photo', portrait=args.portrait)]
-    sheet = contact_sheet(renderers, args.tile)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    sheet = contact_sheet(renderers, tile=args.tile)
+    write_png(args.out, sheet)
     print(f'wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})')
     return 0
 

@@ -6,10 +6,11 @@ parameters; activate warms the model up and subscribes; every audio message goes
 engine for frames that are due without new audio (a silent robot, no audio at all).
 
 Topics (remap them): ``self_audio``, ``partner_audio`` (AudioDataStamped or AudioData, best effort by default),
-``self_audio_info``, ``partner_audio_info`` (AudioInfo, latched) in; ``face/image`` (sensor_msgs/Image rgb8,
-sensor-data QoS), ``face/motion`` (FaceMotion), ``head/pose`` (geometry_msgs/QuaternionStamped),
-``neck/command`` (trajectory_msgs/JointTrajectory or sensor_msgs/JointState) and ``/diagnostics`` out. Every
-output of a frame carries the audio time of that frame as its stamp.
+``self_audio_info``, ``partner_audio_info`` (AudioInfo, latched), ``gaze_target`` (geometry_msgs/PointStamped: whom
+to look at, in the head frame ``frame_id`` or the camera frame ``gaze_camera_frame``) in; ``face/image``
+(sensor_msgs/Image rgb8, sensor-data QoS), ``face/motion`` (FaceMotion), ``head/pose``
+(geometry_msgs/QuaternionStamped), ``neck/command`` (trajectory_msgs/JointTrajectory or sensor_msgs/JointState) and
+``/diagnostics`` out. Every output of a frame carries the audio time of that frame as its stamp.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import QuaternionStamped
+from geometry_msgs.msg import PointStamped, QuaternionStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -38,6 +39,7 @@ from dystream_ros.nodes import conversions, parameters
 from dystream_ros.nodes.qos import INFO_QOS
 from dystream_ros.resources import use_dds_profile
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
+from dystream_ros.runtime.gaze import camera_point_in_head
 from dystream_ros.units import STREAMS
 
 if TYPE_CHECKING:
@@ -140,6 +142,9 @@ class DystreamNode(LifecycleNode):
             self._inputs.append(self.create_subscription(
                 AudioInfo, f'{stream}_audio_info', lambda msg, stream=stream: self._on_audio_info(stream, msg),
                 INFO_QOS))
+        # gaze targets come from perception at camera rate: the newest one matters, a lost one is replaced
+        self._inputs.append(self.create_subscription(PointStamped, 'gaze_target', self._on_gaze_target,
+                                                     qos_profile_sensor_data))
         self._tickers = [self.create_timer(POLL_PERIOD_S, self._on_poll)]
         self._active = True
         self.get_logger().info('active: listening on self_audio and partner_audio')
@@ -207,6 +212,24 @@ class DystreamNode(LifecycleNode):
         self.get_logger().info(f'{stream}_audio is now {audio_format.sample_rate_hz} Hz, {audio_format.channels} '
                                f'channel(s), {audio_format.sample_format}')
 
+    def _on_gaze_target(self, msg: PointStamped) -> None:
+        """Look at the point: in the head frame as it is, in the camera frame through ``gaze_camera_pose``."""
+        settings, frame = self._settings, msg.header.frame_id
+        point = (msg.point.x, msg.point.y, msg.point.z)
+        if frame in ('', settings.frame_id):
+            head_point = point
+        elif frame == settings.gaze_camera_frame:
+            head_point = camera_point_in_head(point, settings.gaze_camera_pose)
+        else:
+            self.get_logger().warning(
+                f"gaze_target in frame '{frame}' ignored: give it in the head frame '{settings.frame_id}' (frame_id) "
+                f"or the camera frame '{settings.gaze_camera_frame}' (gaze_camera_frame, placed by gaze_camera_pose)",
+                throttle_duration_sec=LOG_EVERY_S)
+            return
+        if not self._engine.look_at(head_point, self._now_ns()):
+            self.get_logger().warning(f'gaze_target ignored: {point} is not a finite point away from the head',
+                                      throttle_duration_sec=LOG_EVERY_S)
+
     def _on_parameters_set(self, changed: list[Parameter]) -> None:
         """Put changed parameters into effect at once (the on-set callback refused those that cannot be)."""
         if self._engine is None:  # configure reads them
@@ -220,6 +243,7 @@ class DystreamNode(LifecycleNode):
             if self._settings.formats[stream] != previous.formats[stream]:
                 self._set_format(stream, self._settings.formats[stream])
         self._engine.configure(parameters.engine_config(self._settings))
+        self._engine.gaze.config = self._settings.gaze
         self.get_logger().info(f'in effect now: {", ".join(sorted(p.name for p in changed))}')
 
     def _report(self, stream: str, issues: list[AudioIssue]) -> None:

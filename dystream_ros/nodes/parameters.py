@@ -4,11 +4,12 @@ face engine they describe.
 ``ros2 param describe /dystream_node <name>`` shows each description. Values are checked when the node is
 configured (and when set at run time): a bad value is refused with a message naming the parameter and what it
 accepts, never silently replaced. Set at run time, a parameter takes effect on the next frame (frame_id, the neck,
-the audio formats), or is refused with the reason while the node is configured (those built into the model and the
-engine: SET_AT_CONFIGURE), or is read-only.
+the audio formats, the gaze), or is refused with the reason while the node is configured (those built into the model
+and the engine: SET_AT_CONFIGURE), or is read-only.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from dystream_ros.model.config import GUIDANCE_WEIGHTS
 from dystream_ros.neck import NeckConfig, NeckMapper
 from dystream_ros.runtime.amplitude import AmplitudeGenerator
 from dystream_ros.runtime.engine import EngineConfig, FaceEngine
+from dystream_ros.runtime.gaze import GazeConfig
 from dystream_ros.runtime.generator import StreamingGenerator
 
 if TYPE_CHECKING:
@@ -110,6 +112,14 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'neck_max_velocity_rad_s': ([1.5, 1.5], 'velocity limit of each joint', None),
     'neck_max_acceleration_rad_s2': ([6.0, 6.0], 'acceleration limit of each joint', None),
     'neck_smoothing_s': (0.12, 'time constant of the low-pass on the neck targets', (0.0, 2.0)),
+    'gaze_camera_frame': ('camera', 'frame_id of a camera fixed to the head: a gaze_target in it is moved into the '
+                          'head frame with gaze_camera_pose (a target in frame_id, or with an empty frame_id, is in '
+                          'the head frame: x forward, y left, z up)', None),
+    'gaze_camera_pose': ([0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 'pose of gaze_camera_frame in the head frame: x, y, z (m), '
+                         'roll, pitch, yaw (rad); an optical frame (z forward, x right, y down) at the head\'s origin '
+                         'is [0, 0, 0, -1.5708, 0, -1.5708]', None),
+    'gaze_lost_after_s': (1.0, 'a gaze_target not refreshed this long is lost: the face eases back to its own gaze',
+                          (0.1, 10.0)),
     'autostart': (True, 'configure and activate on start (set false to drive the lifecycle yourself)', None),
 }
 READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size',
@@ -190,6 +200,7 @@ class NodeSettings:
     values: dict[str, Any]
     formats: dict[str, AudioFormat]
     neck: NeckConfig | None
+    gaze: GazeConfig
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -223,9 +234,12 @@ def settings_of(values: dict[str, Any]) -> NodeSettings:
                 values['neck_max_acceleration_rad_s2'], values['neck_smoothing_s'])
         except ConfigError as exc:
             problems.append(f'neck: {exc}')
+    pose = values['gaze_camera_pose']
+    if len(pose) != 6 or not all(math.isfinite(v) for v in pose):
+        problems.append(f'gaze_camera_pose must be 6 finite numbers (x, y, z, roll, pitch, yaw), got {list(pose)}')
     if problems:
         raise ConfigError('; '.join(problems))
-    return NodeSettings(values, formats, neck)
+    return NodeSettings(values, formats, neck, GazeConfig(lost_after_s=values['gaze_lost_after_s']))
 
 
 def engine_config(settings: NodeSettings) -> EngineConfig:
@@ -251,5 +265,7 @@ def build_engine(settings: NodeSettings, start_ns: int) -> FaceEngine:
     renderer = (None if settings.renderer == 'none' else
                 make_renderer(settings.renderer, settings.image_size, settings.avatar_image or None))
     neck = NeckMapper(settings.neck) if settings.neck is not None else None
-    config = engine_config(settings)
-    return FaceEngine(generator, renderer, neck, config, start_ns=start_ns, formats=settings.formats)
+    engine = FaceEngine(generator, renderer, neck, engine_config(settings), start_ns=start_ns,
+                        formats=settings.formats)
+    engine.gaze.config = settings.gaze
+    return engine

@@ -38,6 +38,7 @@ from dystream_ros.audio import AudioFormat, AudioIssue, VoiceInput
 from dystream_ros.audio.vad import VoiceActivity
 from dystream_ros.face.motion import BLENDSHAPES
 from dystream_ros.runtime.frames import Generator, frame_end, stream_clip
+from dystream_ros.runtime.gaze import GazeController
 from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, STREAMS
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ class FaceEngine:
         self.generator = generator
         self.renderer = renderer
         self.neck = neck
+        self.gaze = GazeController()  # no target: the generated motion as it is
         self._formats = dict(formats or {})
         self.configure(config or EngineConfig())
         self.reset(start_ns)
@@ -201,6 +203,11 @@ class FaceEngine:
         """
         other = self.voices['partner' if stream == 'self' else 'self']
         return self.voices[stream].push(data, stamp_ns, arrival_ns, other.timeline.offset_ns)
+
+    def look_at(self, point: np.ndarray, now_ns: int) -> bool:
+        """Turn the eyes and head towards ``point`` (head frame, metres) from the next frame on, for as long as it
+        is refreshed (:mod:`dystream_ros.runtime.gaze`); False if it is no usable point."""
+        return self.gaze.set_target(point, now_ns)
 
     def poll(self, now_ns: int) -> list[FrameOutput]:
         """Make every frame that is due at ``now_ns``, and return, in order, those to be shown now."""
@@ -308,6 +315,7 @@ class FaceEngine:
             audio[name] = samples[first - span_start:]
         started = time.perf_counter()
         motion = self._clipped(self.generator.step(frame, audio['self'], audio['partner']).motion)
+        motion = self.gaze.apply(motion, completed_ns, 1.0 / FPS)
         generate_ms = (time.perf_counter() - started) * 1e3
         speaking, listening = activity['self'] > 0, activity['partner'] > 0
         state = (Activity.OVERLAP if speaking and listening else Activity.SPEAKING if speaking
