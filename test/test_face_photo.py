@@ -4,7 +4,8 @@ Closed loop: the public-domain astronaut portrait is rendered with swept jawOpen
 headYaw, each render is tracked with the FaceLandmarker (IMAGE mode), and the recovered value must follow the
 command. Tolerances: Pearson correlation >= 0.9 over the sweep, the recovered value rises from the first to the
 last command by at least 0.3 (jawOpen, eyeBlink) or by at least 0.4 of the commanded range (headYaw, radians:
-the avatar damps the depth relief of head turns, see photo.DEPTH_RELIEF),
+the avatar damps the depth relief of head turns, see photo.DEPTH_RELIEF); a head pitch is read back within 2
+degrees (the avatar calibrates it),
 and the other two quantities stay near their neutral values (no cross-talk) as stated in each test.
 Run ``python test/test_face_photo.py`` to print the sweeps and correlations.
 """
@@ -90,6 +91,16 @@ def test_head_yaw_follows_the_command(avatar, tracker):
     assert np.corrcoef(YAW_SWEEP, rec[:, 2])[0, 1] >= 0.9
     assert rec[-1, 2] - rec[0, 2] >= 0.4 * (YAW_SWEEP[-1] - YAW_SWEEP[0])  # damped turn: measured gain ~0.55
     assert np.all(rec[:, 0] < 0.15) and np.all(rec[:, 1] < 0.3)
+
+
+def test_a_nod_is_seen_as_deep_as_commanded(avatar, tracker):
+    commanded = np.radians(np.linspace(-15.0, 15.0, 7))  # + nose down
+    rest = tracker.track(avatar.render(neutral_motion())).motion
+    seen = [tracker.track(avatar.render(motion_frame(headPitch=value))).motion for value in commanded]
+    error = np.degrees([get_values(s, 'headPitch')[0] - get_values(rest, 'headPitch')[0] for s in seen] - commanded)
+    assert np.abs(error).max() <= 2.0  # the avatar calibrated its pitch when it was built
+    assert np.all((avatar.rotation_gain[:, 0] > 1.0) & (avatar.rotation_gain[:, 0] <= 2.0))
+    assert np.all(avatar.rotation_gain[:, 1] == 1.0)  # yaw: see photo.py
 
 
 def test_portrait_of_any_size_with_the_face_anywhere():

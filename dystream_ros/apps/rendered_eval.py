@@ -194,8 +194,9 @@ def rendered_listening(clips: list[Conversation], generator: Generator, seed: in
 
     Each conversation goes through ``generator`` in streaming mode (both voices), every frame is rendered and tracked
     back, and the head pitch peak to peak around each phrase end of the partner (:func:`metrics.phrase_ends`) is
-    measured as commanded and as seen; the corpus teacher's nods are the reference. The tracked head pose is also
-    compared with the commanded one over every frame (pitch and yaw, after removing the portrait's own pose).
+    measured as commanded and as seen; the corpus teacher's nods are the reference. What is seen is also compared
+    with what was commanded over every frame: the head pitch and yaw (after removing the portrait's own pose) and
+    the correlation of ``jawOpen`` and of the blinks.
 
     Returns:
         The report (JSON-able) and the traces of the first conversation for :func:`plot_listening`.
@@ -203,6 +204,7 @@ def rendered_listening(clips: list[Conversation], generator: Generator, seed: in
     face = RenderedFace() if face is None else face
     depths: dict[str, list[float]] = {'commanded': [], 'seen': [], 'teacher': []}
     errors: dict[str, list[np.ndarray]] = {'headPitch': [], 'headYaw': []}
+    followed: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {'jawOpen': ([], []), 'eyeBlink': ([], [])}
     traces: dict[str, np.ndarray] = {}
     for clip in clips:
         if hasattr(generator, 'seed'):
@@ -218,6 +220,10 @@ def rendered_listening(clips: list[Conversation], generator: Generator, seed: in
         for name, error in errors.items():
             difference = _degrees(seen, name) - _degrees(motion, name)
             error.append(np.abs(difference - np.nanmedian(difference)))
+        for name, (commanded, tracked) in followed.items():
+            names = ('eyeBlinkLeft', 'eyeBlinkRight') if name == 'eyeBlink' else (name,)
+            commanded.append(get_values(motion, *names).mean(axis=1))
+            tracked.append(get_values(seen, *names).mean(axis=1))
         if not traces:
             traces = {'motion': motion, 'commanded': _degrees(motion, 'headPitch'), 'seen': _degrees(seen, 'headPitch'),
                       'partner_active': clip.partner_active[:len(motion)],
@@ -231,6 +237,11 @@ def rendered_listening(clips: list[Conversation], generator: Generator, seed: in
     report['pose_error_deg'] = {name: {'median': round(float(np.nanmedian(np.concatenate(e))), 2),
                                        'p90': round(float(np.nanpercentile(np.concatenate(e), 90)), 2)}
                                 for name, e in errors.items()}
+    report['seen_corr'] = {}
+    for name, (commanded, tracked) in followed.items():
+        both = np.concatenate(commanded), np.concatenate(tracked)
+        found = np.isfinite(both[1])
+        report['seen_corr'][name] = round(metrics.pearson(both[0][found], both[1][found]), 3)
     return report, traces
 
 
@@ -293,10 +304,11 @@ def listening_lines(report: dict[str, Any]) -> list[str]:
                           ('teacher', 'corpus teacher, commanded')):
         if source in report:
             lines.append(f'| {label} | {report[source]["median_deg"]} | {report[source]["visible_share"]} |')
-    error = report['pose_error_deg']
-    lines += ['', 'Head pose tracked back against the pose commanded, every frame (the portrait\'s own pose removed):',
-              f'pitch {error["headPitch"]["median"]} deg median ({error["headPitch"]["p90"]} at the 90th percentile),',
-              f'yaw {error["headYaw"]["median"]} deg ({error["headYaw"]["p90"]}).', '',
+    error, corr = report['pose_error_deg'], report['seen_corr']
+    lines += ['', 'What the tracker reads back from the photo against what was commanded, every frame: head pitch',
+              f'{error["headPitch"]["median"]} deg off at the median ({error["headPitch"]["p90"]} at the 90th '
+              f'percentile), yaw {error["headYaw"]["median"]} deg ({error["headYaw"]["p90"]}), the portrait\'s own '
+              f'pose removed; `jawOpen` correlates {corr["jawOpen"]}, the blinks {corr["eyeBlink"]}.', '',
               '![listening](eval_listening.png)', '']
     return lines
 

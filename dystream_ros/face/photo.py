@@ -14,9 +14,13 @@ turns them into a deformation rig. Each frame then
    lid skin and lash line over the closing eye, faded in from half closed.
 
 Head turns use 80 % of the landmarks' depth relief (``DEPTH_RELIEF``): a single photo cannot show the side of the
-head that a turn reveals, and the full relief stretches the near cheek visibly; the tracker then reads about 55 %
-of a commanded yaw back from the picture. Portraits with glasses blink poorly (the frame above the eye is dragged
-down with the lid).
+head that a turn reveals, and the full relief stretches the near cheek visibly. A viewer (and the FaceLandmarker)
+then reads less turn from the picture than the warp applies: about 70 % of a pitch and 55 % of a yaw. So each
+avatar calibrates itself when built: it renders a turn of ``CALIBRATION_RAD`` each way about each axis, tracks it
+back, and scales the commanded rotation by the inverse of what it read (``rotation_gain``, at most
+``MAX_ROTATION_GAIN``), so that a nod is seen as deep as commanded. Yaw keeps a gain of 1: turned further, the far
+cheek tears away from the hair and the background (the seams of issue 18), so the face is seen turned about half as
+far as commanded. Portraits with glasses blink poorly (the frame above the eye is dragged down with the lid).
 
 The portrait is the avatar's neutral face: neutral motion returns it unchanged (up to interpolation rounding),
 so choose a photo with a neutral expression, closed mouth and open eyes.
@@ -43,6 +47,8 @@ HEAD_TO_IMAGE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
 MAX_ROTATION_RAD = np.radians([35.0, 45.0, 35.0])  # pitch, yaw, roll: beyond these a 2D warp falls apart
 MAX_TRANSLATION_M = 0.1
 DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
+CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
+MAX_ROTATION_GAIN = np.array([2.0, 1.0, 2.0])  # pitch, yaw, roll (yaw: see the module docstring)
 _INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
 
 
@@ -126,10 +132,11 @@ class PhotoAvatar:
             if refined is None:
                 msg = 'the face was lost after cropping the portrait'
                 raise DataError(msg)
-        self.portrait_motion = refined.motion  # the portrait's own expression and pose, as tracked
-        size = self.config.size
-        self.rig: PhotoRig = build_rig(refined.landmarks_px(size, size), size)
-        self._prepare()
+            self.portrait_motion = refined.motion  # the portrait's own expression and pose, as tracked
+            size = self.config.size
+            self.rig: PhotoRig = build_rig(refined.landmarks_px(size, size), size)
+            self._prepare()
+            self.rotation_gain = self._calibrate_rotation(tracker)
 
     @property
     def size(self) -> int:
@@ -157,6 +164,25 @@ class PhotoAvatar:
         self._prepare_mouth()
         self._prepare_lids()
 
+    def _calibrate_rotation(self, tracker: FaceTracker) -> np.ndarray:
+        """The gain (2, 3) for a positive and a negative turn about each axis (pitch, yaw, roll) that makes the
+        tracker read back the commanded turn: ``CALIBRATION_RAD`` over the turn read between the rest pose and a
+        render turned by it, in [1, ``MAX_ROTATION_GAIN``] (1 where a render is lost)."""
+        self.rotation_gain = np.ones((2, 3))
+        gain = np.ones((2, 3))
+        rest = tracker.track(self.render(np.zeros(MOTION_DIM)))
+        for axis in np.flatnonzero(MAX_ROTATION_GAIN > 1.0):
+            for row, sign in enumerate((1.0, -1.0)):
+                motion = np.zeros(MOTION_DIM)
+                motion[ROTATION.start + axis] = sign * CALIBRATION_RAD
+                turned = tracker.track(self.render(motion))
+                if rest is None or turned is None:
+                    continue
+                seen = sign * (turned.motion[ROTATION.start + axis] - rest.motion[ROTATION.start + axis])
+                if seen > 0:
+                    gain[row, axis] = np.clip(CALIBRATION_RAD / seen, 1.0, MAX_ROTATION_GAIN[axis])
+        return gain
+
     # ------------------------------------------------------------------------------------------------------------
 
     def deform(self, motion: np.ndarray) -> np.ndarray:
@@ -167,7 +193,9 @@ class PhotoAvatar:
             raise StreamError(msg)
         weights = np.clip(motion[BLENDSHAPES], 0.0, 1.0)
         points = self._rest + (weights @ self._basis).reshape(self._rest.shape)
-        pitch, yaw, roll = np.clip(motion[ROTATION], -MAX_ROTATION_RAD, MAX_ROTATION_RAD)
+        turn = motion[ROTATION]
+        turn = turn * np.where(turn >= 0.0, self.rotation_gain[0], self.rotation_gain[1])
+        pitch, yaw, roll = np.clip(turn, -MAX_ROTATION_RAD, MAX_ROTATION_RAD)
         tx, ty, tz = np.clip(motion[TRANSLATION], -MAX_TRANSLATION_M, MAX_TRANSLATION_M)
         rotation = HEAD_TO_IMAGE @ rpy_to_matrix(roll, pitch, yaw) @ HEAD_TO_IMAGE.T
         pivot = self.rig.pivot.astype(np.float64)
