@@ -117,6 +117,13 @@ def test_portrait_of_any_size_with_the_face_anywhere():
     assert avatar.render(neutral_motion()).shape == (320, 320, 3)
 
 
+def test_the_open_mouth_is_lit_like_the_portrait(avatar):
+    warm = avatar._mouth_colours['cavity']
+    cold_light = np.clip(data.astronaut() * np.array([0.8, 0.95, 1.25]), 0, 255).astype(np.uint8)
+    cold = PhotoAvatar(cold_light)._mouth_colours['cavity']
+    assert cold[2] / cold[0] > 1.2 * warm[2] / warm[0]  # bluer light, bluer shadows in the mouth
+
+
 def test_refuses_a_portrait_without_a_face_and_wrong_motion(avatar):
     with pytest.raises(DataError, match='no face'):
         PhotoAvatar(np.full((300, 300, 3), 128, np.uint8))

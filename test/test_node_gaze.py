@@ -117,7 +117,11 @@ def test_the_lips_still_follow_the_voice(run: dict) -> None:
 
 
 def test_a_lost_person_eases_back_and_a_target_in_an_unknown_frame_is_refused(run: dict) -> None:
-    after = [abs(math.degrees(_yaw(m))) for m in _during(run, run['end'], run['end'] + 4 * NS)]
-    assert max(after[:5]) > 10  # still looking where the person was, until the target counts as lost
-    assert np.mean(after[-12:]) < 6  # back to the face's own head motion
+    after = _during(run, run['end'], run['end'] + 4 * NS)
+    yaw = np.degrees([_yaw(m) for m in after])
+    right = np.array([blendshape(m, 'eyeLookInLeft') + blendshape(m, 'eyeLookOutRight') for m in after])
+    assert yaw[:5].mean() < -10 and right[:5].mean() > 0.5  # still looking where the person was, to the right
+    # back to the face's own head motion and gaze: the turn of 20 to 30 degrees is gone (the generated head still
+    # drifts by several degrees on its own)
+    assert yaw[-12:].mean() > yaw[:15].min() + 15 and right[-12:].mean() < 0.25
     assert "gaze_target in frame 'map' ignored" in run['log']

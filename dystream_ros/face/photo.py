@@ -10,8 +10,9 @@ turns them into a deformation rig. Each frame then
    pixel's affine map back into the portrait (a piecewise-affine backward warp); the displacement is upsampled
    and applied with one ``cv2.remap``;
 3. paints what a warp cannot show: the mouth interior (cavity, the portrait's own teeth riding on their lips or
-   synthetic ones, tongue) inside the deformed inner-lip contour, faded in as the lips part, and for blinks the
-   lid skin and lash line over the closing eye, faded in from half closed.
+   synthetic ones, tongue; in the colour of the portrait's light, in the shadow of the lips at its rim, with a soft
+   border) inside the deformed inner-lip contour, faded in as the lips part, and for blinks the lid skin and lash
+   line over the closing eye, faded in from half closed.
 
 Head turns use 80 % of the landmarks' depth relief (``DEPTH_RELIEF``): a single photo cannot show the side of the
 head that a turn reveals, and the full relief stretches the near cheek visibly. A viewer (and the FaceLandmarker)
@@ -46,6 +47,12 @@ if TYPE_CHECKING:
 HEAD_TO_IMAGE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
 MAX_ROTATION_RAD = np.radians([35.0, 45.0, 35.0])  # pitch, yaw, roll: beyond these a 2D warp falls apart
 MAX_TRANSLATION_M = 0.1
+# The mouth interior under white light; each portrait tints it with the colour of its own light (LIGHT_TINT of it).
+MOUTH_RGB = {'cavity': np.array([72.0, 26.0, 30.0]), 'tongue': np.array([176.0, 84.0, 90.0]),
+             'teeth': np.array([232.0, 226.0, 214.0])}
+LIGHT_TINT = 0.5
+MOUTH_FEATHER = 0.012  # softness of the mouth interior's border, in units of the outer eye-corner distance
+MOUTH_RIM = 0.04  # width of the shadow that the lips cast into the mouth, in the same units
 DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
 MAX_ROTATION_GAIN = np.array([2.0, 1.0, 2.0])  # pitch, yaw, roll (yaw: see the module docstring)
@@ -59,9 +66,11 @@ class PhotoConfig:
     size: int = 512  # output is size x size pixels
     face_fraction: float = 0.42  # face height (forehead to chin) as a fraction of the output height
     grid_stride: int = 2  # the warp is evaluated every grid_stride pixels and upsampled (1 = exact, slower)
-    cavity_rgb: tuple[int, int, int] = (64, 22, 26)  # back of the mouth
-    teeth_rgb: tuple[int, int, int] = (226, 220, 204)  # synthetic teeth, used when the portrait shows none
-    tongue_rgb: tuple[int, int, int] = (150, 62, 68)
+    # Colours of the mouth interior (the teeth are drawn when the portrait shows none); None: MOUTH_RGB in the colour
+    # of the portrait's light.
+    cavity_rgb: tuple[int, int, int] | None = None
+    teeth_rgb: tuple[int, int, int] | None = None
+    tongue_rgb: tuple[int, int, int] | None = None
 
 
 def _crop_portrait(image: np.ndarray, landmarks: np.ndarray, config: PhotoConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +276,17 @@ class PhotoAvatar:
             cv2.fillPoly(mask, [np.round((polygon - self._mouth_origin) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
             halves.append(mask)
         self._mouth_halves = halves
+        self._mouth_colours = self._colours_from_portrait()
+
+    def _colours_from_portrait(self) -> dict[str, np.ndarray]:
+        """Cavity, tongue and synthetic teeth colours (RGB float) in the colour of the portrait's light, read from
+        its skin (see PhotoConfig)."""
+        face = np.round(self._rest[:lm.NUM_LANDMARKS, :2]).astype(int).clip(0, self.size - 1)  # mostly skin
+        skin = np.median(self.base[face[:, 1], face[:, 0]].astype(float), axis=0)
+        light = 1.0 - LIGHT_TINT + LIGHT_TINT * skin / max(float(skin.mean()), 1.0)
+        chosen = {'cavity': self.config.cavity_rgb, 'tongue': self.config.tongue_rgb, 'teeth': self.config.teeth_rgb}
+        return {name: np.asarray(rgb, float) if rgb is not None else np.clip(MOUTH_RGB[name] * light, 0.0, 255.0)
+                for name, rgb in chosen.items()}
 
     @staticmethod
     def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -283,8 +303,8 @@ class PhotoAvatar:
         centre = np.round((lower_lip_centre - ey * (0.01 + 0.08 * out) * s) * 16).astype(int)
         axes = (int((0.2 - 0.03 * out) * s * 16), int((0.06 + 0.05 * out) * s * 16))
         angle = float(np.degrees(np.arctan2(self.rig.ex[1], self.rig.ex[0])))
-        cv2.ellipse(interior, (int(centre[0]), int(centre[1])), axes, angle, 0, 360, self.config.tongue_rgb, -1,
-                    cv2.LINE_AA, 4)
+        colour = tuple(float(c) for c in self._mouth_colours['tongue'])
+        cv2.ellipse(interior, (int(centre[0]), int(centre[1])), axes, angle, 0, 360, colour, -1, cv2.LINE_AA, 4)
 
     def _paint_mouth(self, image: np.ndarray, points: np.ndarray, motion: np.ndarray) -> None:
         """Paint the mouth interior inside the deformed inner-lip contour, faded in as the lips part."""
@@ -306,9 +326,10 @@ class PhotoAvatar:
         def fixed(pts: np.ndarray) -> np.ndarray:
             return np.round((pts - offset) * 16.0).astype(np.int32)
 
-        cfg, s, ey = self.config, self.rig.scale_px, self.rig.ey
+        s, ey = self.rig.scale_px, self.rig.ey
         shade = np.linspace(1.0, 0.6, roi_h, dtype=np.float32)[:, None, None]  # darker towards the throat
-        interior = (np.asarray(cfg.cavity_rgb, np.float32) * shade).astype(np.uint8) + np.zeros((1, roi_w, 1), np.uint8)
+        cavity = self._mouth_colours['cavity'].astype(np.float32)
+        interior = (cavity * shade).astype(np.uint8) + np.zeros((1, roi_w, 1), np.uint8)
         upper, lower = points[list(lm.LIPS_UPPER_INNER), :2], points[list(lm.LIPS_LOWER_INNER), :2]
         tongue_out = float(np.clip(motion[index_of('tongueOut')], 0.0, 1.0))
         self._draw_tongue(interior, lower[5] - offset, 0.0)
@@ -321,7 +342,7 @@ class PhotoAvatar:
                 a = cv2.warpAffine(half, m, (roi_w, roi_h), flags=cv2.INTER_LINEAR)[..., None] / np.float32(255)
                 interior = (interior * (1.0 - a) + patch * a).astype(np.uint8)
         else:  # synthetic incisors under the upper lip and a hint of the lower ones
-            teeth = np.asarray(cfg.teeth_rgb, np.float64)
+            teeth = self._mouth_colours['teeth']
             top = upper[2:-2]
             cv2.fillPoly(interior, [fixed(np.concatenate([top, top[::-1] + ey * 0.08 * s]))],
                          tuple(int(c) for c in 0.9 * teeth), cv2.LINE_AA, 4)
@@ -340,7 +361,11 @@ class PhotoAvatar:
         interior = (interior * np.clip(1.0 - 0.6 * along ** 2, 0.3, 1.0)[None, :, None]).astype(np.uint8)
         mask = np.zeros((roi_h, roi_w), np.uint8)
         cv2.fillPoly(mask, [fixed(contour)], 255, cv2.LINE_AA, 4)
-        a = mask.astype(np.float32)[..., None] * (alpha / 255.0)
+        # The lips overhang the cavity: its rim lies in their shadow, and its border is soft, not a cut.
+        cover = mask.astype(np.float32) / 255.0
+        rim = np.clip(1.0 - cv2.GaussianBlur(cover, (0, 0), MOUTH_RIM * s), 0.0, 1.0)
+        interior = interior * (1.0 - 0.6 * rim)[..., None]
+        a = cv2.GaussianBlur(cover, (0, 0), MOUTH_FEATHER * s)[..., None] * alpha
         roi = image[y0:y1, x0:x1]
         roi[:] = (roi * (1.0 - a) + interior * a + 0.5).astype(np.uint8)
 
