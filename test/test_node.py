@@ -167,9 +167,10 @@ def test_diagnostics_report_rates_latency_and_backend(replayed: dict) -> None:
     assert int(values['lookahead_ms']) == 60
     for stage in ('encoder', 'transformer_and_head', 'render', 'publish'):
         assert 0 < float(values[f'{stage}_ms_mean']) < 40, stage
-    busiest = max(int(kv.value) for d in diagnostics for kv in d.status[0].values
-                  if kv.key == 'self_audio_messages_per_s')
-    assert 25 <= busiest <= 40  # 512-sample messages: 31.25 per second
+    rates = [int(kv.value) for d in diagnostics for kv in d.status[0].values if kv.key == 'self_audio_messages_per_s']
+    # 512-sample messages: 31.25 per second while the bag plays (a player that stalls on a busy machine catches up
+    # with a burst in one second: the typical second counts)
+    assert 25 <= np.median([r for r in rates if r > 0]) <= 40
 
 
 def test_the_node_shuts_down_cleanly_on_sigint(replayed: dict) -> None:
