@@ -5,6 +5,9 @@ import os
 import random
 import tempfile
 
+import pytest
+from support import realtime
+
 
 def pytest_configure(config: object) -> None:
     """Set the ROS environment before any test (or any process a test starts) initialises rclpy."""
@@ -16,3 +19,16 @@ def pytest_configure(config: object) -> None:
     # One torch / OpenMP thread in tests and the processes they start (before torch is imported): on a machine
     # whose cores are shared with other jobs, more threads than free cores make torch a hundred times slower.
     os.environ['OMP_NUM_THREADS'] = '1'
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A realtime test that fails is run once more from a fresh start (see support/realtime.py)."""
+    for item in items:
+        if item.get_closest_marker('realtime') is not None:
+            item.add_marker(pytest.mark.flaky(reruns=realtime.RERUNS))
+
+
+@pytest.fixture(scope='module')
+def live_runs() -> dict:
+    """A module's live runs by attempt (:func:`support.realtime.live_run`)."""
+    return {}

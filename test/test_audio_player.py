@@ -34,6 +34,8 @@ RATE = 16000
 CHUNK = 320  # 20 ms per message, as a TTS sends them
 FRAME_S = 0.04
 
+pytestmark = pytest.mark.realtime
+
 
 @pytest.fixture(scope='module')
 def speaker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:

@@ -7,10 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from dystream_ros.apps.bench import MachineLoad
 
 BUSY_S = 1.0
 BUSY = f'import time\nstart = time.process_time()\nwhile time.process_time() - start < {BUSY_S}: pass'
+
+pytestmark = pytest.mark.realtime
 
 
 def test_the_benchmark_and_the_processes_it_waits_for_count_as_this_run_and_the_rest_as_other_processes() -> None:

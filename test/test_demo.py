@@ -15,6 +15,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from support.realtime import live_run
 
 from dystream_ros.apps.bag_tools import read_conversation
 from dystream_ros.apps.bags import write_conversation_bag
@@ -32,10 +33,18 @@ MAX_LAG_FRAMES = 50  # lags searched for the best match of lips and voice, eithe
 MAX_MISSING_PERCENT = 60
 
 
-@pytest.fixture(scope='module')
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The demo run on the first ``SECONDS`` of the shipped conversation (cut with the bag tools)."""
-    folder = tmp_path_factory.mktemp('demo')
+pytestmark = pytest.mark.realtime
+
+
+@pytest.fixture
+def demo(request: pytest.FixtureRequest, live_runs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The demo run on the first ``SECONDS`` of the shipped conversation (cut with the bag tools), shared by the
+    module's tests (a fresh one for a rerun)."""
+    return live_run(request, live_runs, lambda: _run_demo(tmp_path_factory.mktemp('demo')))
+
+
+def _run_demo(folder: Path) -> dict:
+    """Cut the conversation into ``folder``, run the demo there, return its summary and output folder."""
     self_audio, partner_audio = read_conversation(demo_bag(), *AUDIO_TOPICS)
     samples = SECONDS * SAMPLE_RATE_HZ
     write_conversation_bag(folder / 'bag', self_audio[:samples], partner_audio[:samples],

@@ -11,7 +11,7 @@ from dystream_ros.apps.evaluate import evaluate, plot, write_report
 
 @pytest.fixture(scope='module')
 def report_and_traces() -> tuple[dict, dict]:
-    return evaluate(heldout_count=2, heldout_seconds=15.0, drift_minutes=0.75, seeds=2,
+    return evaluate(backend='onnx', heldout_count=2, heldout_seconds=15.0, drift_minutes=0.75, seeds=2,
                     rendered=False)  # test_evaluate_rendered.py scores the rendered real speech
 
 

@@ -89,7 +89,7 @@ def test_eye_blink_follows_the_command(avatar, tracker):
 def test_head_yaw_follows_the_command(avatar, tracker):
     rec = sweep(avatar, tracker, 'headYaw', YAW_SWEEP)
     assert np.corrcoef(YAW_SWEEP, rec[:, 2])[0, 1] >= 0.9
-    assert rec[-1, 2] - rec[0, 2] >= 0.4 * (YAW_SWEEP[-1] - YAW_SWEEP[0])  # damped turn: measured gain ~0.55
+    assert rec[-1, 2] - rec[0, 2] >= 0.6 * (YAW_SWEEP[-1] - YAW_SWEEP[0])  # a turn seen about 3/4 as far: photo.py
     assert np.all(rec[:, 0] < 0.15) and np.all(rec[:, 1] < 0.3)
 
 
@@ -100,7 +100,38 @@ def test_a_nod_is_seen_as_deep_as_commanded(avatar, tracker):
     error = np.degrees([get_values(s, 'headPitch')[0] - get_values(rest, 'headPitch')[0] for s in seen] - commanded)
     assert np.abs(error).max() <= 2.0  # the avatar calibrated its pitch when it was built
     assert np.all((avatar.rotation_gain[:, 0] > 1.0) & (avatar.rotation_gain[:, 0] <= 2.0))
-    assert np.all(avatar.rotation_gain[:, 1] == 1.0)  # yaw: see photo.py
+    assert np.all((avatar.rotation_gain[:, 1] >= 1.0) & (avatar.rotation_gain[:, 1] <= 1.4))  # yaw: see photo.py
+
+
+def _head_region(tracker: FaceTracker, image: np.ndarray, grow: float = 1.0) -> np.ndarray:
+    """(H, W) bool: the head as a viewer would outline it, from the face outline tracked in ``image``: grown about
+    its centre by 1.6 (ears, hair at the sides, the neck below the chin) and by 2.0 above (the hair on top)."""
+    face = tracker.track(image)
+    assert face is not None
+    outline = face.landmarks_px(image.shape[1], image.shape[0])[list(lm.FACE_OVAL), :2]
+    centre = outline.mean(axis=0)
+    reach = grow * np.where(outline[:, 1:] < centre[1], 2.0, 1.6)
+    region = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(region, [np.round(centre + reach * (outline - centre)).astype(np.int32)], 1)
+    return region.astype(bool)
+
+
+def test_a_conversation_with_head_turns_leaves_the_backdrop_and_the_clothes_still(avatar, tracker):
+    """Issue 18: outside the head the picture stays the portrait; the old warp dragged the backdrop beside the hair
+    and the collar below the chin (1.4 levels on average next to the head, 2.4 in the worst frame)."""
+    portrait = avatar.render(neutral_motion())
+    rest, near = _head_region(tracker, portrait), _head_region(tracker, portrait, grow=1.4)
+    changed_outside, changed_next_to_head = [], []
+    for t in np.arange(100) / 25.0:  # 4 s: turns of +-20 degrees, nods, a tilt, and speech
+        frame = motion_frame(headYaw=0.35 * np.sin(2 * np.pi * t / 4), headPitch=0.12 * np.sin(2 * np.pi * t / 1.3),
+                             headRoll=0.08 * np.sin(2 * np.pi * t / 3), jawOpen=0.6 * max(0.0, np.sin(6 * np.pi * t)))
+        image = avatar.render(frame)
+        outside = ~(rest | _head_region(tracker, image))
+        change = np.abs(image.astype(int) - portrait).mean(axis=2)
+        changed_outside.append(change[outside].mean())
+        changed_next_to_head.append(change[outside & near].mean())
+    assert np.mean(changed_outside) <= 0.5, np.mean(changed_outside)  # issue 18 asks for 2 levels; measured 0.1
+    assert max(changed_next_to_head) <= 1.0, max(changed_next_to_head)  # measured 0.4
 
 
 def test_portrait_of_any_size_with_the_face_anywhere():

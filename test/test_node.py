@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import QuaternionStamped
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from support.realtime import live_run
 from trajectory_msgs.msg import JointTrajectory
 
 from dystream_ros.apps.bag_tools import read_conversation
@@ -50,8 +51,16 @@ def _header_stamp(message: Any) -> int:
     return stamp_ns(message.header.stamp)
 
 
-@pytest.fixture(scope='module')
-def replayed() -> dict:
+pytestmark = pytest.mark.realtime
+
+
+@pytest.fixture
+def replayed(request: pytest.FixtureRequest, live_runs: dict) -> dict:
+    """The node's outputs for the replayed demo bag: one run shared by the module's tests (a fresh one for a rerun)."""
+    return live_run(request, live_runs, _replay)
+
+
+def _replay() -> dict:
     """Run the node, replay the demo bag at its recorded pace, collect everything, stop the node with SIGINT."""
     reliable = QoSProfile(depth=200)
     with GraphRun({'image_size': 256}, listener='dystream_test_listener', cwd=ROOT) as graph:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -36,6 +37,8 @@ node = rclpy.create_node('doomed_display')
 node.create_subscription(Image, 'face/image', lambda m: print('image', flush=True), qos_profile_sensor_data)
 rclpy.spin(node)
 """
+
+pytestmark = pytest.mark.realtime
 
 
 class Graph:

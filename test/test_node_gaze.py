@@ -17,6 +17,7 @@ from geometry_msgs.msg import Point, PointStamped
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Header
 from support.face_graph import FaceUnderTest, blendshape, s16
+from support.realtime import live_run
 from trajectory_msgs.msg import JointTrajectory
 
 from dystream_ros.data.tts import Voice, synthesize
@@ -37,8 +38,17 @@ def _yaw(message) -> float:
     return quaternion_to_rpy(np.array([q.x, q.y, q.z, q.w]))[2]
 
 
-@pytest.fixture(scope='module')
-def run() -> dict:
+pytestmark = pytest.mark.realtime
+
+
+@pytest.fixture
+def run(request: pytest.FixtureRequest, live_runs: dict) -> dict:
+    """The node's outputs for the live voice and the person walking past: one run shared by the module's tests (a
+    fresh one for a rerun)."""
+    return live_run(request, live_runs, _walk_past)
+
+
+def _walk_past() -> dict:
     (spoken,) = synthesize(['Hello there. Please come in and take a seat, the doctor will see you in a moment. '
                             'Would you like a glass of water while you wait?'], Voice('espeak', 'en-us+m3'))
     audio = spoken.audio

@@ -30,6 +30,8 @@ FAST = {'generator': 'amplitude', 'renderer': 'none'}
 CHUNK = 512  # samples: 32 ms at 16 kHz
 RELIABLE = QoSProfile(depth=1000)
 
+pytestmark = pytest.mark.realtime
+
 
 def stamped(pcm: np.ndarray, stamp_ns: int) -> AudioDataStamped:
     """One audio message of S16LE samples, stamped ``stamp_ns``."""

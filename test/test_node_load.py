@@ -11,10 +11,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from support.face_graph import FaceUnderTest, s16
 
 NS, MS = 1_000_000_000, 1_000_000
 BUSY = 'while True: pass'
+
+pytestmark = pytest.mark.realtime
 
 
 def test_with_the_cpu_taken_by_other_processes_motion_keeps_coming_with_a_bounded_delay() -> None:

@@ -22,6 +22,8 @@ FRAME_NS = 40 * MS
 # DDS fragments, and best effort may lose one)
 NODE_PARAMS = ('backend:=onnx', 'image_size:=256', 'audio_reliability:=reliable')
 
+pytestmark = pytest.mark.realtime
+
 
 @pytest.fixture(scope='module')
 def utterance() -> np.ndarray:

@@ -9,6 +9,8 @@ import pytest
 
 from dystream_ros.cli import main
 
+pytestmark = pytest.mark.realtime
+
 
 def test_a_looping_conversation_keeps_memory_latency_and_frames_steady(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(['bench', 'e2e', '--soak-minutes', '1.2', '--size', '128', '--json']) == 0

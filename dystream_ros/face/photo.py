@@ -2,13 +2,16 @@
 
 At construction the portrait (any size, face anywhere) is cropped square around its face and resized to the
 render size, its landmarks are found with the FaceLandmarker, and :func:`~dystream_ros.face.photo_rig.build_rig`
-turns them into a deformation rig. Each frame then
+turns them into a deformation rig, and :func:`~dystream_ros.face.photo_matte.build_matte` cuts the person out of
+the backdrop. Each frame then
 
 1. moves the rig points: ``rest + weights @ basis``, then the head rotation about the pivot and the translation,
    blended by each point's rigidity;
 2. rasterises the deformed triangles, far to near, into a label image at half resolution and evaluates each
-   pixel's affine map back into the portrait (a piecewise-affine backward warp); the displacement is upsampled
-   and applied with one ``cv2.remap``;
+   pixel's affine map back into the portrait (a piecewise-affine backward warp); the displacement is upsampled,
+   scaled by the matte's head weight (the clothes and the backdrop stay still) and applied with one ``cv2.remap``;
+   the person's outline goes through the same warp and lays the head over the matte's backdrop plate, which shows
+   where a turn uncovers it;
 3. paints what a warp cannot show: the mouth interior (cavity, the portrait's own teeth riding on their lips or
    synthetic ones, tongue; in the colour of the portrait's light, in the shadow of the lips at its rim, with a soft
    border) inside the deformed inner-lip contour, faded in as the lips part, and for blinks the lid skin and lash
@@ -19,8 +22,8 @@ head that a turn reveals, and the full relief stretches the near cheek visibly. 
 then reads less turn from the picture than the warp applies: about 70 % of a pitch and 55 % of a yaw. So each
 avatar calibrates itself when built: it renders a turn of ``CALIBRATION_RAD`` each way about each axis, tracks it
 back, and scales the commanded rotation by the inverse of what it read (``rotation_gain``, at most
-``MAX_ROTATION_GAIN``), so that a nod is seen as deep as commanded. Yaw keeps a gain of 1: turned further, the far
-cheek tears away from the hair and the background (the seams of issue 18), so the face is seen turned about half as
+``MAX_ROTATION_GAIN``), so that a nod is seen as deep as commanded. Yaw is scaled by at most 1.4: turned further
+than about 15 degrees, the near cheek and temple tear away from the hair, so a turn is seen about three quarters as
 far as commanded. Portraits with glasses blink poorly (the frame above the eye is dragged down with the lid).
 
 The portrait is the avatar's neutral face: neutral motion returns it unchanged (up to interpolation rounding),
@@ -38,6 +41,7 @@ from dystream_ros.errors import DataError, StreamError
 from dystream_ros.face import landmarks as lm
 from dystream_ros.face.images import check_rgb
 from dystream_ros.face.motion import BLENDSHAPES, MOTION_DIM, ROTATION, TRANSLATION, index_of, rpy_to_matrix
+from dystream_ros.face.photo_matte import PhotoMatte, build_matte
 from dystream_ros.face.photo_rig import CANTHI_M, VIEW_DISTANCE_M, PhotoRig, build_rig
 
 if TYPE_CHECKING:
@@ -55,7 +59,7 @@ MOUTH_FEATHER = 0.012  # softness of the mouth interior's border, in units of th
 MOUTH_RIM = 0.04  # width of the shadow that the lips cast into the mouth, in the same units
 DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
-MAX_ROTATION_GAIN = np.array([2.0, 1.0, 2.0])  # pitch, yaw, roll (yaw: see the module docstring)
+MAX_ROTATION_GAIN = np.array([2.0, 1.4, 2.0])  # pitch, yaw, roll (yaw: see the module docstring)
 _INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
 
 
@@ -143,7 +147,9 @@ class PhotoAvatar:
                 raise DataError(msg)
             self.portrait_motion = refined.motion  # the portrait's own expression and pose, as tracked
             size = self.config.size
-            self.rig: PhotoRig = build_rig(refined.landmarks_px(size, size), size)
+            landmarks_px = refined.landmarks_px(size, size)
+            self.rig: PhotoRig = build_rig(landmarks_px, size)
+            self.matte: PhotoMatte = build_matte(self.base, landmarks_px, self.rig.scale_px, self.rig.ey)
             self._prepare()
             self.rotation_gain = self._calibrate_rotation(tracker)
 
@@ -254,7 +260,8 @@ class PhotoAvatar:
         if stride > 1:
             dx = cv2.resize(dx, (size, size), interpolation=cv2.INTER_LINEAR)
             dy = cv2.resize(dy, (size, size), interpolation=cv2.INTER_LINEAR)
-        return self._fx + dx, self._fy + dy
+        weight = self.matte.head_weight  # the body and the background stay where they are
+        return self._fx + weight * dx, self._fy + weight * dy
 
     def _prepare_mouth(self) -> None:
         """Cut the portrait's own mouth interior (teeth, if the lips are parted) into an upper and a lower half."""
@@ -431,6 +438,8 @@ class PhotoAvatar:
         points = self.deform(motion)
         map_x, map_y = self._warp_maps(points)
         image = cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        person = cv2.remap(self.matte.person, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        image = cv2.blendLinear(image, self.matte.plate, person, 1.0 - person)  # the head over the still backdrop
         clean = np.nan_to_num(np.asarray(motion, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         self._paint_lids(image, points, np.clip(clean[BLENDSHAPES], 0.0, 1.0))
         self._paint_mouth(image, points, clean)
