@@ -3,10 +3,10 @@
 Closed loop: the public-domain astronaut portrait is rendered with swept jawOpen, eyeBlink (both eyes) and
 headYaw, each render is tracked with the FaceLandmarker (IMAGE mode), and the recovered value must follow the
 command. Tolerances: Pearson correlation >= 0.9 over the sweep, the recovered value rises from the first to the
-last command by at least 0.3 (jawOpen, eyeBlink) or by at least 0.4 of the commanded range (headYaw, radians:
-the avatar damps the depth relief of head turns, see photo.DEPTH_RELIEF); a head pitch is read back within 2
-degrees (the avatar calibrates it),
-and the other two quantities stay near their neutral values (no cross-talk) as stated in each test.
+last command by at least 0.3 (jawOpen, eyeBlink) or by at least 0.6 of the commanded range (headYaw, radians:
+large turns are seen less far, see photo.py); a head pitch, and a yaw of up to 10 degrees, is read back within 2
+degrees (the avatar calibrates them), and the other two quantities stay near their neutral values (no cross-talk)
+as stated in each test.
 Run ``python test/test_face_photo.py`` to print the sweeps and correlations.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def test_eye_blink_follows_the_command(avatar, tracker):
 def test_head_yaw_follows_the_command(avatar, tracker):
     rec = sweep(avatar, tracker, 'headYaw', YAW_SWEEP)
     assert np.corrcoef(YAW_SWEEP, rec[:, 2])[0, 1] >= 0.9
-    assert rec[-1, 2] - rec[0, 2] >= 0.6 * (YAW_SWEEP[-1] - YAW_SWEEP[0])  # a turn seen about 3/4 as far: photo.py
+    assert rec[-1, 2] - rec[0, 2] >= 0.6 * (YAW_SWEEP[-1] - YAW_SWEEP[0])  # +-20 deg seen as about +-15: photo.py
     assert np.all(rec[:, 0] < 0.15) and np.all(rec[:, 1] < 0.3)
 
 
@@ -100,7 +100,15 @@ def test_a_nod_is_seen_as_deep_as_commanded(avatar, tracker):
     error = np.degrees([get_values(s, 'headPitch')[0] - get_values(rest, 'headPitch')[0] for s in seen] - commanded)
     assert np.abs(error).max() <= 2.0  # the avatar calibrated its pitch when it was built
     assert np.all((avatar.rotation_gain[:, 0] > 1.0) & (avatar.rotation_gain[:, 0] <= 2.0))
-    assert np.all((avatar.rotation_gain[:, 1] >= 1.0) & (avatar.rotation_gain[:, 1] <= 1.4))  # yaw: see photo.py
+    assert np.all((avatar.rotation_gain[:, 1] > 1.0) & (avatar.rotation_gain[:, 1] <= 2.0))
+
+
+def test_a_conversational_head_turn_is_seen_as_far_as_commanded(avatar, tracker):
+    commanded = np.radians([-10.0, -5.0, 5.0, 10.0])  # larger turns are seen less far: photo.py
+    rest = tracker.track(avatar.render(neutral_motion())).motion
+    seen = [tracker.track(avatar.render(motion_frame(headYaw=value))).motion for value in commanded]
+    error = np.degrees([get_values(s, 'headYaw')[0] - get_values(rest, 'headYaw')[0] for s in seen] - commanded)
+    assert np.abs(error).max() <= 2.0, error  # measured: within 0.9
 
 
 def _head_region(tracker: FaceTracker, image: np.ndarray, grow: float = 1.0) -> np.ndarray:

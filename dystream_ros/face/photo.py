@@ -22,9 +22,10 @@ head that a turn reveals, and the full relief stretches the near cheek visibly. 
 then reads less turn from the picture than the warp applies: about 70 % of a pitch and 55 % of a yaw. So each
 avatar calibrates itself when built: it renders a turn of ``CALIBRATION_RAD`` each way about each axis, tracks it
 back, and scales the commanded rotation by the inverse of what it read (``rotation_gain``, at most
-``MAX_ROTATION_GAIN``), so that a nod is seen as deep as commanded. Yaw is scaled by at most 1.4: turned further
-than about 15 degrees, the near cheek and temple tear away from the hair, so a turn is seen about three quarters as
-far as commanded. Portraits with glasses blink poorly (the frame above the eye is dragged down with the lid).
+``MAX_ROTATION_GAIN``), so that a nod or a turn is seen as far as commanded. The warp approaches
+``MAX_ROTATION_RAD`` softly: warped further than about 20 degrees, the near temple tears from the hair, so a turn of
+up to 10 degrees is seen as commanded and a larger one less (a 20 degree turn as about 15). Portraits with glasses
+blink poorly (the frame above the eye is dragged down with the lid).
 
 The portrait is the avatar's neutral face: neutral motion returns it unchanged (up to interpolation rounding),
 so choose a photo with a neutral expression, closed mouth and open eyes.
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 # Head frame (x forward, y left, z up) -> image space (x right, y down, depth away from the viewer).
 HEAD_TO_IMAGE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
-MAX_ROTATION_RAD = np.radians([35.0, 45.0, 35.0])  # pitch, yaw, roll: beyond these a 2D warp falls apart
+MAX_ROTATION_RAD = np.radians([35.0, 30.0, 35.0])  # pitch, yaw, roll: a warp approaches these softly (tanh)
 MAX_TRANSLATION_M = 0.1
 # The mouth interior under white light; each portrait tints it with the colour of its own light (LIGHT_TINT of it).
 MOUTH_RGB = {'cavity': np.array([72.0, 26.0, 30.0]), 'tongue': np.array([176.0, 84.0, 90.0]),
@@ -59,7 +60,7 @@ MOUTH_FEATHER = 0.012  # softness of the mouth interior's border, in units of th
 MOUTH_RIM = 0.04  # width of the shadow that the lips cast into the mouth, in the same units
 DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
-MAX_ROTATION_GAIN = np.array([2.0, 1.4, 2.0])  # pitch, yaw, roll (yaw: see the module docstring)
+MAX_ROTATION_GAIN = np.array([2.0, 2.0, 2.0])  # pitch, yaw, roll
 _INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
 
 
@@ -210,7 +211,7 @@ class PhotoAvatar:
         points = self._rest + (weights @ self._basis).reshape(self._rest.shape)
         turn = motion[ROTATION]
         turn = turn * np.where(turn >= 0.0, self.rotation_gain[0], self.rotation_gain[1])
-        pitch, yaw, roll = np.clip(turn, -MAX_ROTATION_RAD, MAX_ROTATION_RAD)
+        pitch, yaw, roll = MAX_ROTATION_RAD * np.tanh(turn / MAX_ROTATION_RAD)
         tx, ty, tz = np.clip(motion[TRANSLATION], -MAX_TRANSLATION_M, MAX_TRANSLATION_M)
         rotation = HEAD_TO_IMAGE @ rpy_to_matrix(roll, pitch, yaw) @ HEAD_TO_IMAGE.T
         pivot = self.rig.pivot.astype(np.float64)

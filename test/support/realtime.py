@@ -1,6 +1,6 @@
 """Tests marked ``realtime`` judge what live processes do in wall-clock time (frame rates, latencies, a speaker
 fed on time) on a machine whose two cores they share with everything else. One such failure is run again, once,
-from a fresh start, as ROS 2's own CI retests; a real fault fails both runs, and ``-ra`` lists every rerun.
+from a fresh start, as ROS 2's own CI retests; a real fault fails both runs, and ``-rR`` lists every rerun.
 
 A module whose realtime tests share one live run (a fixture) gets that run afresh for the second attempt through
 :func:`live_run`, so a rerun judges a new run, not the same numbers again."""
