@@ -58,6 +58,7 @@ MOUTH_RGB = {'cavity': np.array([72.0, 26.0, 30.0]), 'tongue': np.array([176.0, 
 LIGHT_TINT = 0.5
 MOUTH_FEATHER = 0.012  # softness of the mouth interior's border, in units of the outer eye-corner distance
 MOUTH_RIM = 0.04  # width of the shadow that the lips cast into the mouth, in the same units
+SLIVER = 0.4  # a triangle pressed below this fraction of its rest area is a fold (see _backward_affines)
 DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
 MAX_ROTATION_GAIN = np.array([2.0, 2.0, 2.0])  # pitch, yaw, roll
@@ -172,6 +173,8 @@ class PhotoAvatar:
         self._basis3 = self.rig.basis.astype(np.float64)
         self._rest = self.rig.points.astype(np.float64)
         self._rest_tri = self._rest[self.rig.triangles, :2]  # (F, 3, 2)
+        rest_h = np.concatenate([self._rest_tri, np.ones((len(self._rest_tri), 3, 1))], axis=2)
+        self._rest_det = np.abs(np.linalg.det(rest_h))
         self._inner = np.asarray(_INNER_LIPS)
         up, lo = np.asarray(lm.LIPS_UPPER_INNER[1:-1]), np.asarray(lm.LIPS_LOWER_INNER[1:-1])
         self._lip_pairs = (up, lo)
@@ -230,17 +233,19 @@ class PhotoAvatar:
         """(F, 3, 2) deformed triangles -> (F + 1, 6) affine maps destination pixel -> portrait pixel (+ identity)."""
         f = len(dst_tri)
         dst_h = np.concatenate([dst_tri, np.ones((f, 3, 1))], axis=2)  # (F, 3, 3)
-        det = np.linalg.det(dst_h)
-        ok = np.abs(det) > 1e-6
+        det = np.linalg.det(dst_h)  # twice the signed area
+        ok = np.abs(det) > np.maximum(SLIVER * self._rest_det, 1e-6)
         coeffs = np.zeros((f + 1, 6))
         coeffs[-1] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # label -1: outside the rig, identity
         solved = np.linalg.solve(dst_h[ok], self._rest_tri[ok])  # (n, 3, 2): [x y 1] @ m = source
         coeffs[:-1][ok] = np.concatenate([solved[:, :, 0], solved[:, :, 1]], axis=1)
-        degenerate = np.flatnonzero(~ok)  # zero-area triangles cover no pixel centre; map them to their rest spot
-        if len(degenerate):
-            shift = (self._rest_tri[degenerate] - dst_tri[degenerate]).mean(axis=1)
-            coeffs[degenerate] = np.column_stack([np.ones(len(degenerate)), np.zeros(len(degenerate)), shift[:, 0],
-                                                  np.zeros(len(degenerate)), np.ones(len(degenerate)), shift[:, 1]])
+        # A triangle squeezed to a sliver (a pucker folds the skin at the nasolabial folds) would show its whole
+        # texture pressed into a line of specks: it shows the portrait around its rest spot instead, moved along.
+        sliver = np.flatnonzero(~ok)
+        if len(sliver):
+            shift = (self._rest_tri[sliver] - dst_tri[sliver]).mean(axis=1)
+            coeffs[sliver] = np.column_stack([np.ones(len(sliver)), np.zeros(len(sliver)), shift[:, 0],
+                                              np.zeros(len(sliver)), np.ones(len(sliver)), shift[:, 1]])
         return coeffs.astype(np.float32)
 
     def _warp_maps(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
