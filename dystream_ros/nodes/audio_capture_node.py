@@ -20,6 +20,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from dystream_ros.errors import ConfigError
 from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo
 from dystream_ros.nodes.conversions import time_message
+from dystream_ros.nodes.startup import start_node
 from dystream_ros.units import NS_PER_S
 
 if TYPE_CHECKING:
@@ -131,12 +132,8 @@ class AudioCaptureNode(Node):
 def run_sound_node(make_node: Callable[[], Any], name: str, args: list[str] | None) -> int:
     """Run a node that holds a sound device (it has ``close()``) until SIGINT or SIGTERM; 1 if it cannot start
     (no such device, a bad parameter), with the reason on stderr."""
-    rclpy.init(args=args)
-    try:
-        node = make_node()
-    except ConfigError as exc:
-        print(f'{name}: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
+    node = start_node(name, make_node, args)
+    if node is None:
         return 1
     try:
         rclpy.spin(node)

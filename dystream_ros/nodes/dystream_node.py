@@ -37,7 +37,7 @@ from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo, FaceMotion
 from dystream_ros.neck import NeckMapper
 from dystream_ros.nodes import conversions, parameters
 from dystream_ros.nodes.qos import INFO_QOS
-from dystream_ros.resources import use_dds_profile
+from dystream_ros.nodes.startup import start_node
 from dystream_ros.runtime.engine import FaceEngine, FrameOutput
 from dystream_ros.runtime.gaze import camera_point_in_head
 from dystream_ros.units import STREAMS
@@ -326,9 +326,9 @@ class DystreamNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Run dystream_node until SIGINT or SIGTERM; configure and activate it when ``autostart`` is true."""
-    use_dds_profile()
-    rclpy.init(args=args)
-    node = DystreamNode()
+    node = start_node('dystream_node', DystreamNode, args)
+    if node is None:
+        return 1
     code = 0
     try:
         if node.get_parameter('autostart').value:
