@@ -1,6 +1,6 @@
 """Sound-to-picture latency of dystream_node in a real ROS graph, against the amplitude-jaw baseline.
 
-``dystream bench e2e [--json] [--size PX] [--chunk-ms MS]``
+``dystream bench e2e [--json] [--size PX] [--chunk-ms MS] [--secure [data|full]]``
 
 For each system (the shipped DyStream model, then the amplitude baseline through the very same node), this starts
 dystream_node in its own process, replays the demo conversation (65 s, re-cut into ``--chunk-ms`` audio messages:
@@ -12,6 +12,10 @@ rendering, publishing and transport. The node's own per-stage means come from it
 read from /proc for the node process. The ratio against the baseline is printed with the figures. Each system's
 figures say how the images reached the display (frames with no image of their own, images late: see
 ``image_delivery``) and how busy the machine was meanwhile (``machine_load``).
+
+``--secure`` measures the model under SROS2 instead, against itself without security in the same run: a keystore
+made for the run, every process enforced in its enclave, the data encrypted (``full``: every RTPS message signed
+too). It needs a middleware with DDS-Security in this Python (``make secure-middleware``).
 """
 from __future__ import annotations
 
@@ -31,6 +35,20 @@ from dystream_ros.units import FPS, NS_PER_S, SAMPLE_RATE_HZ
 FRAME_NS = NS_PER_S // FPS
 SOUND_MARGIN_NS = NS_PER_S // 5  # a frame's sound ends a frame and the lookahead after its stamp
 LATENCIES: dict[str, np.ndarray] = {}  # per system, for the plots
+LISTENER, LISTENER_ENCLAVE = 'dystream_bench_e2e', '/dystream/bench'
+
+
+def make_keystore(folder: Path, protection: str = 'data') -> Path:
+    """A keystore for this domain with the enclaves of a secure run: the face, the replay and this listener."""
+    from dystream_ros.security.keystore import add_enclave, create_keystore
+    from dystream_ros.security.policy import FACE_OUTPUTS, OUR_ENCLAVES, Grant
+
+    create_keystore(folder, int(os.environ.get('ROS_DOMAIN_ID') or 0), protection)
+    listener = Grant(LISTENER, subscribe=(*FACE_OUTPUTS[:3], '/diagnostics', 'self_audio'))
+    for enclave, grant in (('/dystream/face', OUR_ENCLAVES['/dystream/face']),
+                           ('/dystream/replay', OUR_ENCLAVES['/dystream/replay']), (LISTENER_ENCLAVE, listener)):
+        add_enclave(folder, enclave, grant)
+    return folder
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -45,18 +63,20 @@ def _proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_minutes: float = 0.0) -> dict:
+def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_minutes: float = 0.0,
+            keystore: Path | None = None) -> dict:
     """Run the node with ``generator`` on the restamped bag; return its latency figures.
 
     With ``soak_minutes``, the bag is replayed in a loop for that long and the figures include how memory,
-    latency and the motion statistics changed between the first and the last minute.
+    latency and the motion statistics changed between the first and the last minute. With ``keystore`` (made by
+    :func:`make_keystore`), the node, the replay and the listener run enforced under SROS2.
     """
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from dystream_ros.apps.bench import MachineLoad
-    from dystream_ros.apps.graph_run import GraphRun, image_delivery
+    from dystream_ros.apps.graph_run import GraphRun, SecureGraph, image_delivery
     from dystream_ros.msg import AudioDataStamped, FaceMotion
     from dystream_ros.nodes.conversions import stamp_ns
 
@@ -68,7 +88,8 @@ def measure(generator: str, size: int, bag: Path, backend: str = 'torch', soak_m
     # a history of 20 images (what the 16 MB shared-memory segment holds) lets it catch up without losing any
     image_qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT)
     parameters = {'generator': generator, 'image_size': size, 'backend': backend}
-    with MachineLoad() as load, GraphRun(parameters, listener='dystream_bench_e2e') as graph:
+    secure = None if keystore is None else SecureGraph(keystore, LISTENER_ENCLAVE)
+    with MachineLoad() as load, GraphRun(parameters, listener=LISTENER, secure=secure) as graph:
         images = graph.subscribe(Image, 'face/image', image_qos, keep=lambda m: stamp_ns(m.header.stamp))
         # frames from before the first sound reached the node (the replay starting up) or after the last (it
         # ended) show no sound, so they have no sound-to-picture latency: only frames between the two are measured
@@ -181,9 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--soak-minutes', type=float, default=0.0,
                         help='loop the conversation this long and report memory, latency and motion drift '
                              '(the model only, no baseline)')
+    parser.add_argument('--secure', choices=['data', 'full'], nargs='?', const='data', default=None,
+                        help='the model under SROS2 (Enforce; data: encrypted data, full: also signed RTPS messages) '
+                             'against the model without security, in one run; needs a middleware with DDS-Security '
+                             '(make secure-middleware)')
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         bag = _recut(args.bag, args.chunk_ms, Path(scratch) / 'conversation') if args.chunk_ms else args.bag
+        if args.secure:
+            return _run_secure(args, bag, make_keystore(Path(scratch) / 'keystore', args.secure))
         return _run(args, bag)
 
 
@@ -222,6 +249,22 @@ def _run(args: argparse.Namespace, bag: Path) -> int:
     }
     if args.plots:
         report['plot'] = str(plot(report, args.plots))
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _run_secure(args: argparse.Namespace, bag: Path, keystore: Path) -> int:
+    """The model without security (the baseline) and under SROS2, one after the other."""
+    plain = measure('dystream', args.size, bag, args.backend)
+    secure = measure('dystream', args.size, bag, args.backend, keystore=keystore)
+    report = {
+        'secure': secure, 'baseline_without_security': plain, 'protection': args.secure,
+        'latency_p50_ratio_vs_baseline': round(secure['latency_p50_ms'] / max(plain['latency_p50_ms'], 1e-3), 2),
+        'latency_p99_ratio_vs_baseline': round(secure['latency_p99_ms'] / max(plain['latency_p99_ms'], 1e-3), 2),
+        'latency_p50_added_ms': round(secure['latency_p50_ms'] - plain['latency_p50_ms'], 1),
+        'cpu_percent_added': round(secure['cpu_percent'] - plain['cpu_percent'], 1),
+        'image_size': args.size, 'backend': args.backend, 'audio_message_ms': args.chunk_ms or 'as recorded',
+    }
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
 

@@ -22,6 +22,7 @@ from dystream_ros.apps.bags import write_conversation_bag
 from dystream_ros.apps.virtual_speaker import Dac, add_virtual_speaker
 from dystream_ros.data.corpus import conversation
 from dystream_ros.msg import FaceMotion
+from dystream_ros.security.policy import OUR_ENCLAVES
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / 'launch'
@@ -50,8 +51,9 @@ class _Launched:
         self.node.create_subscription(FaceMotion, 'face/motion', self.motion.append, QoSProfile(depth=100))
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.popen = {p.name: subprocess.Popen(p.argv, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE,
-                                               stderr=subprocess.STDOUT, text=True) for p in self.processes}
+        self.popen = {p.name: subprocess.Popen(p.argv, env=dict(os.environ, **p.env, **(env or {})),
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                      for p in self.processes}
 
     def spin_until(self, condition, timeout_s: float) -> None:  # noqa: ANN001
         deadline = time.monotonic() + timeout_s
@@ -136,3 +138,15 @@ def test_replay_launch_records_the_face_for_a_bag(tmp_path: Path) -> None:
     assert counts['/face/motion'] >= 0.9 * seconds * 25, (counts, logs)
     assert counts['/neck/command'] >= 0.9 * seconds * 25
     assert np.isfinite(seconds)
+
+
+@pytest.mark.parametrize('name', ['dystream', 'robot'])
+def test_with_security_every_process_runs_enforced_in_its_enclave(name: str, tmp_path: Path) -> None:
+    secure, _ = processes(load(LAUNCH / f'{name}.launch.py'), {'security': 'true', 'keystore': str(tmp_path)})
+    plain, _ = processes(load(LAUNCH / f'{name}.launch.py'))
+    for process in secure:
+        assert process.env == {'ROS_SECURITY_ENABLE': 'true', 'ROS_SECURITY_STRATEGY': 'Enforce',
+                               'ROS_SECURITY_KEYSTORE': str(tmp_path)}
+        assert process.argv[process.argv.index('--enclave') + 1] in OUR_ENCLAVES
+    assert [p.argv for p in plain] == [p.argv for p in secure]  # without security rcl ignores the enclave
+    assert all(not p.env for p in plain)

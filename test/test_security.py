@@ -24,12 +24,15 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from support.face_graph import ROOT, s16
 
+from dystream_ros.apps.bags import write_conversation_bag
+from dystream_ros.data.corpus import conversation
 from dystream_ros.data.real_speech import LIBRIVOX_DIR
 from dystream_ros.data.sample import read_any_audio
+from dystream_ros.errors import ConfigError
 from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
 from dystream_ros.security.keystore import add_enclave, create_keystore, grant_for
 from dystream_ros.security.middleware import SECURITY_MARKERS, has_security, loaded_fastrtps_libraries
-from dystream_ros.security.policy import OUR_ENCLAVES, dds_topic
+from dystream_ros.security.policy import OUR_ENCLAVES, dds_topic, load_policy
 
 # the prebuilt libraries, or those that `make secure-middleware` built (DYSTREAM_SECURE_OVERLAY=build/.../overlay)
 OVERLAY = Path(os.environ.get('DYSTREAM_SECURE_OVERLAY')
@@ -258,3 +261,44 @@ def test_the_keystore_verifies_with_openssl(keystore: Path) -> None:
     done = subprocess.run(['openssl', 'smime', '-verify', '-CAfile', str(ca), '-out', os.devnull],
                           input=forged, capture_output=True, text=True, check=False)
     assert done.returncode != 0  # a permissions file changed by hand no longer verifies
+
+
+def test_a_policy_file_grants_what_it_says_and_bad_ones_are_refused_with_the_reason(tmp_path: Path) -> None:
+    policy = tmp_path / 'policy.yaml'
+    policy.write_text('/robot/tts:\n  node: tts\n  publish: [self_audio]\n')
+    assert grant_for('/robot/tts', policy, {}).publish == ('self_audio',)
+    microphone = grant_for('/dystream/capture', policy, {'__node': 'microphone', 'audio': 'partner_audio'})
+    assert (microphone.node, microphone.publish) == ('microphone', ('partner_audio', 'audio_info'))
+    for text, reason in (('/robot/tts: {publish: [self_audio]}\n', 'needs at least "node'),
+                         ('/robot/tts: {node: tts, publsh: [x]}\n', 'unknown keys'),
+                         ('robot: {node: tts}\n', 'absolute paths'), ('[1, 2]\n', 'mapping')):
+        policy.write_text(text)
+        with pytest.raises(ConfigError, match=reason):
+            grant_for('/robot/tts', policy, {})
+    with pytest.raises(ConfigError, match='no grant for enclave /robot/arm'):
+        grant_for('/robot/arm', None, {})
+
+
+def test_the_shipped_policy_file_loads() -> None:
+    grants = load_policy(ROOT / 'config' / 'security_policy.yaml')
+    assert grants['/robot/tts'].publish == ('self_audio', 'self_audio_info')
+    assert 'self_audio' not in grants['/robot/controller'].publish
+
+
+def test_the_latency_benchmark_measures_the_face_with_and_without_security_in_one_run(
+        secure_python: Path, tmp_path: Path) -> None:
+    """`dystream bench e2e --secure` on a short conversation: both runs deliver every image, the secure one with
+    the node, the replay and the listener each in its enclave (docs/performance.md has the full run's figures)."""
+    robot, _ = conversation(0, 'heldout', 3, 6.0)
+    bag = tmp_path / 'conversation'
+    write_conversation_bag(bag, robot.self_audio, robot.partner_audio, start_ns=1_700_000_000 * 10**9)
+    env = {key: value for key, value in secure_env(tmp_path).items() if not key.startswith('ROS_SECURITY')}
+    done = subprocess.run(['timeout', '-s', 'KILL', '400', str(secure_python), '-m', 'dystream_ros.cli', 'bench', 'e2e',
+                           '--secure', '--bag', str(bag), '--size', '256', '--backend', 'onnx', '--json'],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'SECURITY' not in done.stderr  # no sample failed to decode
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for run in (report['secure'], report['baseline_without_security']):
+        assert run['images_measured'] > 100 and run['images_missing_percent'] < 5, report
+    assert report['protection'] == 'data' and report['latency_p50_ratio_vs_baseline'] > 0

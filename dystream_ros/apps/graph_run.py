@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -28,6 +29,7 @@ from rclpy.qos import QoSProfile
 from dystream_ros.apps.video import FRAME_NS, video_frame_of
 from dystream_ros.errors import DystreamError
 from dystream_ros.msg import FaceMotion
+from dystream_ros.security.middleware import check_secure_middleware, secure_environment
 
 NODE_MODULE = 'dystream_ros.nodes.dystream_node'
 READY_TIMEOUT_S = 120.0  # loading the model and warming it up, on a slow shared machine
@@ -103,6 +105,16 @@ def close_graph(executor: Any, node: Any, context: Context) -> None:
     rclpy.try_shutdown(context=context)
 
 
+@dataclass(frozen=True)
+class SecureGraph:
+    """Run all three processes of a :class:`GraphRun` enforced under SROS2, each in its enclave of ``keystore``."""
+
+    keystore: Path
+    listener_enclave: str  # granted what the listener subscribes
+    node_enclave: str = '/dystream/face'
+    replay_enclave: str = '/dystream/replay'
+
+
 class GraphRun:
     """One run of dystream_node, and a listener node here that keeps what it publishes.
 
@@ -110,21 +122,34 @@ class GraphRun:
     frames flow before any audio), :meth:`replay` conversations into it, and :meth:`stop` it (also on leaving a
     ``with`` block). The listener spins in its own thread, so receiving keeps up while the caller waits or
     measures. The node's output goes to ``log_path`` (a temporary file by default) and is :attr:`output` after
-    the stop.
+    the stop. With ``secure``, every process of the run is enforced under SROS2 in its enclave.
     """
 
     def __init__(self, parameters: Mapping[str, object], *, listener: str = 'dystream_listener',
-                 log_path: Path | None = None, installed: bool = False, cwd: Path | None = None) -> None:
+                 log_path: Path | None = None, installed: bool = False, cwd: Path | None = None,
+                 secure: SecureGraph | None = None) -> None:
         self.command = node_command(parameters, installed)
         self.cwd = cwd
         self._log_path, self._temporary_log = (log_path, False) if log_path else (None, True)
+        self._environment = {role: dict(os.environ) for role in ('listener', 'node', 'replay')}
+        if secure is not None:
+            for role, enclave in (('listener', secure.listener_enclave), ('node', secure.node_enclave),
+                                  ('replay', secure.replay_enclave)):
+                self._environment[role].update(secure_environment(secure.keystore, enclave))
+            check_secure_middleware(self._environment['listener'])
         self.context = Context()
-        rclpy.init(context=self.context)
+        saved = dict(os.environ)
+        os.environ.update(self._environment['listener'])  # rcl reads the security settings when a context starts
+        try:
+            rclpy.init(context=self.context)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         self.node = rclpy.create_node(listener, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._first_frame = threading.Event()
-        self.node.create_subscription(FaceMotion, 'face/motion', lambda _: self._first_frame.set(), QoSProfile(depth=1))
+        self._motion_watched = False  # by a subscription of the caller's (see subscribe)
         self.process: subprocess.Popen | None = None
         self._spinner: threading.Thread | None = None
         self.output = ''  # what the node printed, once stopped
@@ -140,8 +165,17 @@ class GraphRun:
         """Keep ``keep(message)`` of every message on ``topic``, with its receive time, in the list returned (it
         fills while the node runs). Subscribe before :meth:`start`, so nothing published at start-up is missed."""
         received: list[Received[T]] = []
-        self.node.create_subscription(msg_type, topic, lambda message, info: received.append(
-            Received(info['received_timestamp'], keep(message))), qos)
+        # One reader per topic here: under SROS2, Fast DDS 3.2 fails to decode an encrypted sample for a second
+        # reader of the topic in the same participant (it logs an error per sample), so the caller's face/motion
+        # reader also tells start() that the node is up.
+        first_frame = self._first_frame.set if topic.lstrip('/') == 'face/motion' else lambda: None
+        self._motion_watched |= topic.lstrip('/') == 'face/motion'
+
+        def on_message(message: Any, info: dict) -> None:
+            received.append(Received(info['received_timestamp'], keep(message)))
+            first_frame()
+
+        self.node.create_subscription(msg_type, topic, on_message, qos)
         return received
 
     @property
@@ -165,8 +199,11 @@ class GraphRun:
             os.close(handle)
             self._log_path = Path(name)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._motion_watched:
+            self.node.create_subscription(FaceMotion, 'face/motion', lambda _: self._first_frame.set(),
+                                          QoSProfile(depth=1))
         with open(self._log_path, 'w') as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=dict(os.environ), stdout=log,
+            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self._environment['node'], stdout=log,
                                             stderr=subprocess.STDOUT, text=True)
         self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
         self._spinner.start()
@@ -194,7 +231,7 @@ class GraphRun:
         runs when the replay starts and every ``every_s`` while it runs (the benchmark samples memory).
         """
         command = replay_command(bag, restamp, loop)
-        replay = subprocess.Popen(command, cwd=self.cwd, env=dict(os.environ), stdout=subprocess.PIPE,
+        replay = subprocess.Popen(command, cwd=self.cwd, env=self._environment['replay'], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         stop_at = None if duration_s is None else time.monotonic() + duration_s
         while True:

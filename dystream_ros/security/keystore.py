@@ -229,7 +229,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     enclave.add_argument('--policy', type=Path, default=None,
                          help="YAML grants of the user's own processes (default: config/security_policy.yaml)")
     enclave.add_argument('--remap', action='append', default=[], metavar='FROM:=TO',
-                         help='a topic remapped by the launch file (self_audio:=/tts/audio); repeatable')
+                         help='as the launch file remaps a topic (self_audio:=/tts/audio) or names the node '
+                              '(__node:=microphone); repeatable')
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,13 @@ HOW_TO_GET_ONE = ('on the PyPI install run `make secure-middleware` (Fast DDS re
                   'system ROS, use its Fast DDS (the apt builds have security: README "Securing the robot")')
 
 
+def secure_environment(keystore: Path, enclave: str) -> dict[str, str]:
+    """The environment variables that start a process, or an rclpy context, enforced in ``enclave`` of ``keystore``
+    (rcl reads them when the context is initialised; the enclave given this way overrides ``--enclave``)."""
+    return {'ROS_SECURITY_ENABLE': 'true', 'ROS_SECURITY_STRATEGY': 'Enforce', 'ROS_SECURITY_KEYSTORE': str(keystore),
+            'ROS_SECURITY_ENCLAVE_OVERRIDE': enclave}
+
+
 def security_requested(environ: dict[str, str] | None = None) -> bool:
     """True when ``ROS_SECURITY_ENABLE`` is ``true`` (rcl's own test)."""
     return (os.environ if environ is None else environ).get('ROS_SECURITY_ENABLE', '').lower() == 'true'

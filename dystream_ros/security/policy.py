@@ -32,6 +32,8 @@ OUR_ENCLAVES: dict[str, Grant] = {
     '/dystream/face': Grant('dystream_node', publish=FACE_OUTPUTS, subscribe=FACE_INPUTS),
     '/dystream/capture': Grant('audio_capture_node', publish=('audio', 'audio_info')),
     '/dystream/player': Grant('audio_player_node', subscribe=('self_audio', 'self_audio_info')),
+    # `dystream bag replay`: a recorded conversation into a secure robot, paced by the face's frames
+    '/dystream/replay': Grant('dystream_bag_replay', publish=FACE_INPUTS[:4], subscribe=('face/motion',)),
 }
 
 
@@ -43,11 +45,12 @@ def dds_topic(name: str, node: str) -> str:
 
 
 def remapped(grant: Grant, remaps: dict[str, str]) -> Grant:
-    """The grant with topics renamed as the launch file remaps them (``self_audio`` -> ``/tts/audio``)."""
+    """The grant as a launch file runs the node: ``__node`` renames the node (``__node:=microphone``), the other
+    rules rename topics (``self_audio:=/tts/audio``)."""
     def rename(names: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(remaps.get(name, remaps.get('/' + name, name)) for name in names)
 
-    return Grant(grant.node, rename(grant.publish), rename(grant.subscribe), grant.calls)
+    return Grant(remaps.get('__node', grant.node), rename(grant.publish), rename(grant.subscribe), grant.calls)
 
 
 def load_policy(path: Path) -> dict[str, Grant]:

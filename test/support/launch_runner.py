@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ class _Recorded:
 def _stand_ins() -> dict[str, types.ModuleType]:
     names = {
         'launch': ['LaunchDescription'],
-        'launch.actions': ['DeclareLaunchArgument', 'ExecuteProcess', 'RegisterEventHandler', 'EmitEvent'],
+        'launch.actions': ['DeclareLaunchArgument', 'ExecuteProcess', 'RegisterEventHandler', 'EmitEvent',
+                           'SetEnvironmentVariable'],
         'launch.conditions': ['IfCondition'],
         'launch.substitutions': ['LaunchConfiguration', 'PathJoinSubstitution'],
         'launch.event_handlers': ['OnProcessExit'],
@@ -94,6 +95,7 @@ class Process:
     name: str
     argv: list[str]
     node: Any = None  # the Node entity, for nodes
+    env: dict[str, str] = field(default_factory=dict)  # what SetEnvironmentVariable actions set before it
 
 
 def processes(description: Any, overrides: dict[str, str] | None = None, prefix: Path | None = None
@@ -108,15 +110,18 @@ def processes(description: Any, overrides: dict[str, str] | None = None, prefix:
             arguments[name] = entity.kwargs.get('default_value')
     arguments.update(overrides or {})
     arguments = {name: str(resolve(value, arguments, prefix)) for name, value in arguments.items()}
-    result = []
+    result, env = [], {}
     for entity in entities:
         kw = entity.kwargs
         condition = kw.get('condition')
         if condition is not None and str(resolve(condition.args[0], arguments, prefix)).lower() not in ('true', '1'):
             continue
-        if _kind(entity) == 'Node':
-            argv = [str(prefix / 'lib' / kw['package'] / kw['executable']), '--ros-args', '-r',
-                    f'__node:={kw["name"]}']
+        if _kind(entity) == 'SetEnvironmentVariable':
+            env[entity.args[0]] = str(resolve(entity.args[1], arguments, prefix))
+        elif _kind(entity) == 'Node':
+            argv = [str(prefix / 'lib' / kw['package'] / kw['executable']), '--ros-args',
+                    *(str(resolve(a, arguments, prefix)) for a in kw.get('ros_arguments', [])),
+                    '-r', f'__node:={kw["name"]}']
             for parameters in kw.get('parameters', []):
                 resolved = resolve(parameters, arguments, prefix)
                 if isinstance(resolved, dict):
@@ -126,10 +131,10 @@ def processes(description: Any, overrides: dict[str, str] | None = None, prefix:
                     argv += ['--params-file', str(resolved)]
             for source, target in kw.get('remappings', []):
                 argv += ['-r', f'{resolve(source, arguments, prefix)}:={resolve(target, arguments, prefix)}']
-            result.append(Process(kw['name'], argv, entity))
+            result.append(Process(kw['name'], argv, entity, dict(env)))
         elif _kind(entity) == 'ExecuteProcess':
             argv = [str(resolve(part, arguments, prefix)) for part in kw['cmd']]
             if argv[0] == 'dystream':
                 argv[0] = str(prefix / 'bin' / 'dystream')
-            result.append(Process(' '.join(argv[:3]), argv))
+            result.append(Process(' '.join(argv[:3]), argv, env=dict(env)))
     return result, arguments
