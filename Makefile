@@ -8,7 +8,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo corpus model eval constraints clean bench whisper-encoder
+.PHONY: setup test demo corpus model eval constraints clean bench whisper-encoder secure-middleware
 
 ## setup: create .venv with ROS 2 Kilted (PyPI wheels), the pinned dependencies, and this package built and installed
 setup:
@@ -54,6 +54,14 @@ eval: setup
 bench: setup
 	$(VENV)/bin/dystream bench e2e --backend onnx --plots docs --json
 	$(VENV)/bin/dystream bench speaker --json
+
+## secure-middleware: Fast DDS 3.2.2 and rmw_fastrtps 9.3.3 rebuilt with DDS-Security (about 35 minutes on 2 cores)
+## and swapped into .venv, all three together, after a check that they load and pass a message (issue 16, README
+## "Securing the robot"). SOURCES: a folder or .tar.gz of the three source trees, or `upstream` (their release tags)
+SOURCES ?= $(or $(wildcard ../shared/secure_middleware/sources.tar.gz),upstream)
+secure-middleware: setup
+	bash tools/build_secure_middleware.sh $(VENV) $(SOURCES) build/secure_middleware/overlay
+	bash tools/secure_middleware.sh install $(VENV) build/secure_middleware/overlay
 
 ## constraints: re-pin requirements/constraints.txt from what is installed in .venv
 constraints:

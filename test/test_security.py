@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,13 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from support.clocked_microphone import ClockedMicrophone
 from support.face_graph import ROOT, s16
+from support.launch_runner import load, processes
 
 from dystream_ros.apps.bags import write_conversation_bag
+from dystream_ros.apps.virtual_speaker import Dac, add_virtual_speaker
+from dystream_ros.cli import main as cli
 from dystream_ros.data.corpus import conversation
 from dystream_ros.data.real_speech import LIBRIVOX_DIR
 from dystream_ros.data.sample import read_any_audio
@@ -84,6 +89,16 @@ def start_face(python: Path, env: dict[str, str], enclave: str = '/dystream/face
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def face_exit(python: Path, env: dict[str, str]) -> tuple[int | None, str]:
+    """Start the face and wait up to a minute for it to exit: its exit status (None if it ran on) and its output."""
+    face = start_face(python, env)
+    try:
+        code = face.wait(60)
+    except subprocess.TimeoutExpired:
+        code = None
+    return code, stop(face)
+
+
 def stop(process: subprocess.Popen) -> str:
     """SIGINT, then SIGKILL after 10 s (a process stuck in DDS ignores the first); what it printed."""
     if process.poll() is None:
@@ -137,34 +152,50 @@ def voice(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]:
     return audio, path
 
 
+def robot_session(python: Path, env: dict[str, str], voice_file: Path, ros_args: list[str],
+                  others: list[subprocess.Popen], meanwhile: Callable[[], None] = lambda: None) -> dict:
+    """Run secure_robot.py: once it sees the face, ``meanwhile()``, then it speaks; what it saw (its JSON). The
+    ``others`` (the face's processes) are stopped afterwards, and killed if they hang."""
+    log = voice_file.with_name('robot.log').open('w+')
+    robot = subprocess.Popen([str(python), str(ROBOT), 'speak', str(voice_file), '--ros-args', *ros_args], cwd=ROOT,
+                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+
+    def printed() -> str:
+        log.seek(0)
+        return log.read()[-3000:] + ''.join(stop(other)[-3000:] for other in others)
+
+    try:
+        ready = robot.stdout.readline()  # the robot saw the face's first frame (or gave up after 180 s)
+        assert ready.strip() == 'ready', ready + stop(robot) + printed()
+        meanwhile()
+        robot.stdin.write('go\n')
+        robot.stdin.flush()
+        lines = robot.communicate(timeout=60)[0].strip().splitlines()
+        assert lines, printed()
+        return {**json.loads(lines[-1]), 'logs': [stop(other) for other in others]}
+    finally:
+        log.close()
+        for process in (robot, *others):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 @pytest.fixture(scope='module')
 def secure_run(secure_python: Path, keystore: Path, voice: tuple[np.ndarray, Path]) -> dict:
     """The face under Enforce; the intruder speaks for VOICE_S, then the authorised robot does. What each saw."""
     env = secure_env(keystore)
     face = start_face(secure_python, env)
-    robot_log = voice[1].with_name('robot.log').open('w+')
-    robot = subprocess.Popen([str(secure_python), str(ROBOT), 'speak', str(voice[1]), '--ros-args', '--enclave',
-                              '/test/robot'], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=robot_log, text=True)
     intruder = Intruder()
     try:
-        ready = robot.stdout.readline()  # the robot saw the face's first frame (or gave up after 180 s)
-        assert ready.strip() == 'ready', ready + stop(robot) + robot_log.seek(0) * '' + robot_log.read() + stop(face)
-        intruder.speak(voice[0])
-        intruder.executor.spin_once(timeout_sec=1.0)
-        robot.stdin.write('go\n')
-        robot.stdin.flush()
-        lines = robot.communicate(timeout=60)[0].strip().splitlines()
-        robot_log.seek(0)
-        assert lines, robot_log.read() + stop(face)
-        return {**json.loads(lines[-1]), 'intruder': dict(intruder.received), 'face_log': stop(face)}
+        def intrude() -> None:
+            intruder.speak(voice[0])
+            intruder.executor.spin_once(timeout_sec=1.0)
+
+        seen = robot_session(secure_python, env, voice[1], ['--enclave', '/test/robot'], [face], intrude)
+        return {**seen, 'intruder': dict(intruder.received)}
     finally:
         intruder.close()
-        robot_log.close()
-        for process in (robot, face):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
 
 
 def test_an_authorised_robot_drives_the_face_and_sees_it(secure_run: dict) -> None:
@@ -214,12 +245,7 @@ def test_a_face_with_tampered_permissions_does_not_start(secure_python: Path, ke
     permissions = forged / 'enclaves' / 'dystream' / 'face' / 'permissions.p7s'
     permissions.write_text(permissions.read_text().replace('<topic>rt/face/image</topic>',
                                                            '<topic>rt/*</topic>', 1))
-    face = start_face(secure_python, secure_env(forged))
-    try:
-        code = face.wait(60)
-    except subprocess.TimeoutExpired:
-        code = None
-    log = stop(face)
+    code, log = face_exit(secure_python, secure_env(forged))
     assert code == 1, log
     assert 'dystream_node: cannot join the ROS graph' in log and 'enclave' in log
 
@@ -231,12 +257,7 @@ def test_a_face_asked_to_be_secure_refuses_to_run_without_security(keystore: Pat
     if strategy == 'Enforce' and all(has_security(path, SECURITY_MARKERS[name]) for name, path in libraries.items()):
         pytest.skip('this venv has a secure middleware (make secure-middleware): nothing to refuse')
     env = {**secure_env(keystore), 'ROS_SECURITY_STRATEGY': strategy}
-    face = start_face(Path(sys.executable), env)
-    try:
-        code = face.wait(60)
-    except subprocess.TimeoutExpired:
-        code = None
-    log = stop(face)
+    code, log = face_exit(Path(sys.executable), env)
     assert code == 1, log
     assert 'refusing to start' in log
     assert ('make secure-middleware' if strategy == 'Enforce' else 'ROS_SECURITY_STRATEGY=Enforce') in log
@@ -302,3 +323,47 @@ def test_the_latency_benchmark_measures_the_face_with_and_without_security_in_on
     for run in (report['secure'], report['baseline_without_security']):
         assert run['images_measured'] > 100 and run['images_missing_percent'] < 5, report
     assert report['protection'] == 'data' and report['latency_p50_ratio_vs_baseline'] > 0
+
+
+def readme_keystore_commands() -> list[list[str]]:
+    """The `dystream keystore enclave` commands for robot.launch.py's processes, as the README gives them."""
+    text = (ROOT / 'README.md').read_text().replace('\\\n', ' ')
+    ours = 'dystream keystore enclave ~/robot_keystore /dystream/'
+    return [line.split()[4:] for line in text.splitlines() if line.startswith(ours)]  # after the keystore
+
+
+def test_robot_launch_runs_secure_with_the_keystore_the_readme_makes(
+        secure_python: Path, voice: tuple[np.ndarray, Path], tmp_path: Path) -> None:
+    """robot.launch.py with security:=true: the microphone feeds the face, a TTS (its own enclave) feeds the face and
+    the speaker, every process enforced in the enclave the README's commands made for it."""
+    keystore = tmp_path / 'keystore'
+    policy = tmp_path / 'policy.yaml'
+    policy.write_text('/test/tts:\n  node: robot_around_the_face\n  publish: [/tts/audio]\n'
+                      '  subscribe: [face/motion, face/image, /diagnostics]\n')
+    commands = readme_keystore_commands()
+    assert [c[0] for c in commands] == ['/dystream/face', '/dystream/capture', '/dystream/player']
+    assert cli(['keystore', 'create', str(keystore)]) == 0
+    for command in [*commands, ['/test/tts', '--policy', str(policy)]]:
+        assert cli(['keystore', 'enclave', str(keystore), *command]) == 0
+    microphone = ClockedMicrophone(tmp_path)
+    speaker = Dac(add_virtual_speaker(tmp_path))
+    parameters = tmp_path / 'face.yaml'  # the shipped parameters, with FACE_PARAMS' lighter backend and image
+    parameters.write_text((ROOT / 'config' / 'default.yaml').read_text().replace('backend: torch', 'backend: onnx')
+                          .replace('image_size: 512', 'image_size: 256'))
+    arguments = {'security': 'true', 'keystore': str(keystore), 'microphone': 'clockedmic', 'speaker': 'speaker',
+                 'params_file': str(parameters)}
+    launched, _ = processes(load(ROOT / 'launch' / 'robot.launch.py'), arguments, prefix=secure_python.parent.parent)
+    env = {**secure_env(keystore), 'HOME': str(tmp_path)}
+    env = {key: value for key, value in env.items() if not key.startswith('ROS_SECURITY')}  # the launch file's
+    nodes = [subprocess.Popen([str(secure_python), *process.argv], env={**env, **process.env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for process in launched]
+    try:
+        seen = robot_session(secure_python, {**env, **launched[0].env}, voice[1],
+                             ['--enclave', '/test/tts', '-r', 'self_audio:=/tts/audio'], nodes)
+    finally:
+        speaker.close()
+        microphone.close()
+    assert max(seen['during']['partner_audio_per_s']) > 50, seen  # the microphone's 100 a second reached the face
+    assert max(seen['during']['self_audio_per_s']) > 20 and seen['during']['jaw_max'] > 0.3, seen  # the TTS too
+    assert np.abs(speaker.played()).max() > 1000  # and the speaker played it
+    assert all('refusing' not in log and 'cannot join' not in log for log in seen['logs']), seen['logs']

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -22,6 +23,8 @@ from dystream_ros.msg import AudioData, AudioDataStamped, AudioInfo
 from dystream_ros.nodes.conversions import time_message
 from dystream_ros.nodes.startup import start_node
 from dystream_ros.units import NS_PER_S
+
+RCLError = rclpy_implementation.RCLError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,7 +109,7 @@ class AudioCaptureNode(Node):
     def _capture(self) -> None:
         """Read chunks until stopped; a read blocks until the chunk is complete, so its last sample is 'now'."""
         chunk_ns = self.chunk * NS_PER_S // self.rate
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():  # SIGINT shuts the context down before close()
             try:
                 data = self._stream.read(self.chunk, exception_on_overflow=False)
             except OSError as exc:
@@ -117,7 +120,12 @@ class AudioCaptureNode(Node):
             msg.header.stamp = time_message(stamp_ns)
             msg.header.frame_id = self.frame_id
             msg.audio = AudioData(data=data)
-            self.publisher.publish(msg)
+            try:
+                self.publisher.publish(msg)
+            except RCLError:
+                if self.context.ok():
+                    raise
+                return  # shut down between the check and the publish: the recording ends here
             self.chunks_published += 1
 
     def close(self) -> None:

@@ -3,8 +3,9 @@
     python secure_robot.py speak VOICE.npy --ros-args --enclave /test/robot
         Watches the face (face/motion, face/image, /diagnostics). Prints ``ready`` at the first face frame, then
         waits for a line on stdin; then speaks VOICE (16 kHz float32) on self_audio in real time, watches one more
-        second, and prints one JSON line: what it saw before and after the line (jaw opening, images, the self_audio
-        messages per second that the face reported) and the face node's topics as the graph shows them.
+        second, and prints one JSON line: what it saw before and after the line (jaw opening, images, the voices'
+        messages per second that the face reported) and the face node's topics as the graph shows them. Remap
+        self_audio with ``-r self_audio:=...`` to speak on another topic.
     python secure_robot.py publish TOPIC --ros-args --enclave ...
         Prints ``created`` if it may create a self_audio publisher on TOPIC, ``refused: ...`` if not.
 """
@@ -31,8 +32,8 @@ CHUNK = 320  # 20 ms at 16 kHz
 def speak(voice_file: str) -> None:
     node = rclpy.create_node('robot_around_the_face')
     phase = 'before'
-    seen: dict[str, dict[str, list[float]]] = {p: {'jaw': [], 'images': [], 'self_audio_per_s': []}
-                                               for p in ('before', 'during')}
+    seen: dict[str, dict[str, list[float]]] = {
+        p: {'jaw': [], 'images': [], 'self_audio_per_s': [], 'partner_audio_per_s': []} for p in ('before', 'during')}
     node.create_subscription(FaceMotion, 'face/motion', lambda m: seen[phase]['jaw'].append(
         m.blendshape_weights[list(m.blendshape_names).index('jawOpen')]), QoSProfile(depth=100))
     node.create_subscription(Image, 'face/image', lambda m: seen[phase]['images'].append(1), qos_profile_sensor_data)
@@ -40,8 +41,9 @@ def speak(voice_file: str) -> None:
     def on_diagnostics(message: DiagnosticArray) -> None:
         for status in message.status:
             values = {v.key: v.value for v in status.values}
-            if 'self_audio_messages_per_s' in values:
-                seen[phase]['self_audio_per_s'].append(float(values['self_audio_messages_per_s']))
+            for stream in ('self', 'partner'):
+                if f'{stream}_audio_messages_per_s' in values:
+                    seen[phase][f'{stream}_audio_per_s'].append(float(values[f'{stream}_audio_messages_per_s']))
 
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, QoSProfile(depth=10))
     voice = node.create_publisher(AudioDataStamped, 'self_audio',
@@ -68,7 +70,8 @@ def speak(voice_file: str) -> None:
              'subscribes': sorted(name for name, _ in
                                   node.get_subscriber_names_and_types_by_node('dystream_node', '/'))}
     print(json.dumps({phase: {'jaw_max': max(values['jaw'], default=-1.0), 'frames': len(values['jaw']),
-                              'images': len(values['images']), 'self_audio_per_s': values['self_audio_per_s']}
+                              'images': len(values['images']), 'self_audio_per_s': values['self_audio_per_s'],
+                              'partner_audio_per_s': values['partner_audio_per_s']}
                       for phase, values in seen.items()} | {'graph': graph}), flush=True)
 
 
