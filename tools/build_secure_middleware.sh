@@ -10,7 +10,8 @@
 #          include/fastdds/config.hpp (HAVE_SECURITY 1).
 # Sources, build trees and install prefixes live in OUT/../secure_middleware_build (SECURE_MIDDLEWARE_WORK overrides);
 # a re-run reuses them and only rebuilds what changed. VENV is only read, never written.
-# About 35 minutes on 2 cores (JOBS, default 2, sets the parallelism; compiles run under `nice -n 10`).
+# About 13 minutes on 2 cores here, 35 on slower ones (JOBS, default 2, sets the parallelism; compiles run under
+# `nice -n 10`).
 set -euo pipefail
 
 FASTDDS_TAG=v3.2.2
@@ -31,7 +32,7 @@ logged() {
   fi
 }
 
-[ $# -eq 3 ] || { sed -n '2,13p' "$0"; exit 2; }
+[ $# -eq 3 ] || { sed -n '2,14p' "$0"; exit 2; }
 [ -x "$1/bin/python" ] || die "$1 is not a venv (no bin/python)"
 VENV=$(cd "$1" && pwd -P)
 SOURCES=$2
@@ -39,7 +40,11 @@ OUT=$(realpath -m "$3")
 WORK=$(realpath -m "${SECURE_MIDDLEWARE_WORK:-$(dirname "$OUT")/secure_middleware_build}")
 case "$OUT/" in "$VENV"/*) die "OUT must not be inside the venv" ;; esac
 case "$WORK/" in "$VENV"/*) die "the work folder must not be inside the venv" ;; esac
-[ "$SOURCES" = upstream ] || SOURCES=$(realpath "$SOURCES")
+case "$SOURCES" in
+  upstream) ;;
+  *.tar.gz|*.tgz) [ -f "$SOURCES" ] || die "$SOURCES not found"; SOURCES=$(realpath "$SOURCES") ;;
+  *) [ -d "$SOURCES" ] || die "$SOURCES is neither a folder, a .tar.gz nor 'upstream'"; SOURCES=$(realpath "$SOURCES") ;;
+esac
 
 SRC=$WORK/src
 BUILD=$WORK/build
@@ -48,6 +53,7 @@ PREFIX_RMW=$WORK/install/rmw           # both rmw packages
 COMPAT=$WORK/compat                    # link-time stand-ins for what the wheels' CMake exports name (see step 4)
 LOGS=$WORK/logs
 mkdir -p "$WORK" "$BUILD" "$LOGS" "$COMPAT"
+cd "$WORK"   # cmake makes relative PATH values absolute against the working directory: keep that in here
 step "venv $VENV; sources $SOURCES; work folder $WORK; overlay $OUT"
 
 # What we take from the venv. The wheels' fastcdr and foonathan_memory are the ones the other wheels were built with.
@@ -81,12 +87,12 @@ else
   step "1/6 apt: build dependencies present"
 fi
 
-# 2. Sources into $SRC, which we own (so we may add a file to it). Re-staged only when SOURCES changed: a fresh
-#    extraction gives every file a new mtime and would make the 30-minute build start over.
+# 2. Sources into $SRC, which we own (so we may add a file to it, and SOURCES is only read). Re-staged only when
+#    SOURCES changed (a fresh clone gives every file a new mtime, and make would start the 30-minute build over).
 case "$SOURCES" in
   upstream) source_id="upstream $FASTDDS_TAG $RMW_RELEASE_TAG" ;;
-  *.tar.gz|*.tgz) [ -f "$SOURCES" ] || die "$SOURCES not found"; source_id="tar $(sha256sum < "$SOURCES" | cut -c1-64)" ;;
-  *) [ -d "$SOURCES" ] || die "$SOURCES is neither a folder, a .tar.gz nor 'upstream'"; source_id="dir $SOURCES" ;;
+  *.tar.gz|*.tgz) source_id="tar $(sha256sum < "$SOURCES" | cut -c1-64)" ;;
+  *) source_id="dir $SOURCES" ;;
 esac
 if [ "$(cat "$SRC/.staged" 2>/dev/null)" = "$source_id" ]; then
   step "2/6 sources: reusing $SRC"
@@ -117,7 +123,8 @@ FASTDDS_SRC=$SRC/$FASTDDS_SRC_NAME
 #    sqlite3: Fast DDS compiles its bundled amalgamation src/cpp/rtps/persistence/sqlite3.c; the source mirror has a
 #    stub (or nothing) there, so link the system libsqlite3 instead (its 3.40 covers the API the persistence
 #    service uses; Fast DDS links with --no-undefined, so a gap would fail here, not at run time).
-#    -Wno-error=maybe-uninitialized: gcc 12 trips that diagnostic in this code base.
+#    -Wno-error=maybe-uninitialized: gcc 12 reports false -Wmaybe-uninitialized in the xtypes code; keep it a
+#    warning should CXXFLAGS (honoured here) bring -Werror.
 sqlite_file=$FASTDDS_SRC/src/cpp/rtps/persistence/sqlite3.c
 fastdds_extra=(-DCMAKE_CXX_STANDARD_LIBRARIES=)
 if ! grep -qs 'sqlite3_open_v2' "$sqlite_file"; then
@@ -127,11 +134,11 @@ if ! grep -qs 'sqlite3_open_v2' "$sqlite_file"; then
 fi
 step "3/6 fast dds: configuring (log: $LOGS/fastdds-configure.log)"
 logged "$LOGS/fastdds-configure.log" cmake -S "$FASTDDS_SRC" -B "$BUILD/fastdds" -Wno-dev \
-  -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PREFIX_FASTDDS" -DLIB_INSTALL_DIR=lib \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PREFIX_FASTDDS" \
   -DSECURITY=ON -DCOMPILE_TOOLS=OFF -DINSTALL_TOOLS=OFF -DBUILD_TESTING=OFF -DCOMPILE_EXAMPLES=OFF \
   -DBUILD_DOCUMENTATION=OFF -DTHIRDPARTY=OFF \
   -Dfastcdr_DIR="$FASTCDR_DIR" -Dfoonathan_memory_DIR="$FOONATHAN_DIR" \
-  -DCMAKE_CXX_FLAGS="-Wno-error=maybe-uninitialized" "${fastdds_extra[@]}"
+  -DCMAKE_CXX_FLAGS="${CXXFLAGS:-} -Wno-error=maybe-uninitialized" "${fastdds_extra[@]}"
 step "3/6 fast dds: compiling with -j$JOBS, about 30 minutes (log: $LOGS/fastdds-build.log)"
 start=$SECONDS
 logged "$LOGS/fastdds-build.log" nice -n 10 cmake --build "$BUILD/fastdds" -j "$JOBS"
@@ -151,18 +158,20 @@ grep -q '#define HAVE_SECURITY 1' "$PREFIX_FASTDDS/include/fastdds/config.hpp" |
 #    - tracetools exports a bare `lttng-ust` (-llttng-ust), which no system library path holds: the wheels graft a
 #      renamed copy under site-packages/ros_*.libs/. $COMPAT gets a liblttng-ust.so symlink to it, put on the link
 #      path with -L. --as-needed drops it again, since the rmw code calls tracetools, not lttng-ust, directly.
-lttng=$(ls "$SITE"/ros_tracetools.libs/liblttng-ust-[0-9a-f]*.so* "$SITE"/ros_*.libs/liblttng-ust-[0-9a-f]*.so* 2>/dev/null | head -n1 || true)
-if [ -n "$lttng" ]; then
-  ln -sfn "$lttng" "$COMPAT/liblttng-ust.so"
-elif ! ldconfig -p | grep -q 'liblttng-ust\.so '; then
-  die "tracetools wants -llttng-ust, and neither the wheels' grafted copy nor a system one was found"
+if grep -qs 'lttng-ust' "$VENV"/share/tracetools/cmake/*.cmake; then
+  lttng=$(ls "$SITE"/ros_*.libs/liblttng-ust-[0-9a-f]*.so* 2>/dev/null | head -n1 || true)   # not -tracepoint-
+  if [ -n "$lttng" ]; then
+    ln -sfn "$lttng" "$COMPAT/liblttng-ust.so"
+  elif ! ldconfig -p | grep -q 'liblttng-ust\.so '; then
+    die "tracetools exports -llttng-ust, and neither the wheels' grafted copy nor a system one was found"
+  fi
 fi
 export AMENT_PREFIX_PATH=$PREFIX_RMW:$VENV
 rmw_common=(-Wno-dev -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DSECURITY=ON
   -DCMAKE_INSTALL_PREFIX="$PREFIX_RMW" -DCMAKE_PREFIX_PATH="$PREFIX_FASTDDS;$PREFIX_RMW;$VENV"
   -Dfastdds_DIR="$FASTDDS_CMAKE_DIR" -Dfastcdr_DIR="$FASTCDR_DIR" -Dfoonathan_memory_DIR="$FOONATHAN_DIR"
   -DPython3_EXECUTABLE="$VENV/bin/python"
-  -DCMAKE_CXX_FLAGS="-I$PREFIX_FASTDDS/include -Wno-error=maybe-uninitialized"
+  -DCMAKE_CXX_FLAGS="${CXXFLAGS:-} -I$PREFIX_FASTDDS/include -Wno-error=maybe-uninitialized"
   -DCMAKE_SHARED_LINKER_FLAGS="-L$COMPAT -Wl,--as-needed")
 for pkg in rmw_fastrtps_shared_cpp rmw_fastrtps_cpp; do
   extra=()
@@ -202,9 +211,9 @@ if [ -e "$OUT" ]; then   # only ever replace an earlier overlay
 fi
 rm -rf "$OUT.new"
 mkdir -p "$OUT.new/lib" "$OUT.new/include/fastdds"
-cp -L "$FASTDDS_LIB" "$OUT.new/lib/libfastdds.so.3.2.2"
-cp -L "$PREFIX_RMW/lib/librmw_fastrtps_shared_cpp.so" "$PREFIX_RMW/lib/librmw_fastrtps_cpp.so" "$OUT.new/lib/"
-cp "$PREFIX_FASTDDS/include/fastdds/config.hpp" "$OUT.new/include/fastdds/config.hpp"
+install -m 755 "$FASTDDS_LIB" "$OUT.new/lib/libfastdds.so.3.2.2"   # 755 like the wheels' (Debian's cmake installs 644)
+install -m 755 "$PREFIX_RMW/lib/librmw_fastrtps_shared_cpp.so" "$PREFIX_RMW/lib/librmw_fastrtps_cpp.so" "$OUT.new/lib/"
+install -m 644 "$PREFIX_FASTDDS/include/fastdds/config.hpp" "$OUT.new/include/fastdds/config.hpp"
 rm -rf "$OUT"
 mv "$OUT.new" "$OUT"
 step "ok: $OUT ($(du -sh "$OUT" | cut -f1)); install it with: tools/secure_middleware.sh install VENV $OUT"
