@@ -50,6 +50,11 @@ class VoiceInput:
         had to be repaired.
         """
         rate = self.decoder.format.sample_rate_hz
+        if len(data) // self.decoder.format.frame_bytes * SAMPLE_RATE_HZ > self.timeline.capacity * rate:
+            # no live stream sends that (a bug, a wrong topic): refused before decoding it, which would hold the node
+            # up for seconds while the audio behind it waits
+            self.issues.update([AudioIssue.TOO_LARGE])
+            return [AudioIssue.TOO_LARGE]
         samples, issues = self.decoder.decode(data)
         inputs_before, outputs_before = self.resampler.inputs_seen, self.resampler.outputs_made
         resampled = self.resampler.process(samples)

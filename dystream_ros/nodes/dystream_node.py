@@ -46,7 +46,10 @@ if TYPE_CHECKING:
     from rclpy.parameter import Parameter
     from rclpy.subscription import MessageInfo
 
-MOTION_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # every frame's motion matters
+# Every frame's motion matters. A reliable writer forgets frames that leave its history before the reader has
+# acknowledged them, so the history holds 4 s of frames: a subscriber whose process is busy for a moment catches up
+# instead of losing frames.
+MOTION_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 NECK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 IMAGE_QOS = {'best_effort': qos_profile_sensor_data,
              'reliable': QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)}  # the newest image, resent
