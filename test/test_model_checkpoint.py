@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,12 @@ def test_default_model_error_names_the_missing_file(tmp_path: Path, monkeypatch:
     assert checkpoint.load_default_model().config.motion_dim == 6
 
 
-def test_no_pickle_loading_in_the_model_package() -> None:
-    package = Path(checkpoint.__file__).parent
-    for source in package.glob('*.py'):
-        assert 'torch.load(' not in source.read_text(), source
+def test_no_pickled_code_runs_when_weights_load() -> None:
+    # our weights are safetensors; the one pickle read is the published Lightning checkpoint, and only with
+    # weights_only=True (tensors and plain containers, no code)
+    package = Path(checkpoint.__file__).parent.parent
+    calls = [(source, call) for source in package.rglob('*.py')
+             for call in re.findall(r'torch\.load\(([^)]*)\)', source.read_text())]
+    assert calls, 'the published checkpoints are read somewhere'
+    for source, call in calls:
+        assert 'weights_only=True' in call, (source, call)

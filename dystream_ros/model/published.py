@@ -1,0 +1,639 @@
+"""The published DyStream generator (``Audio2FaceGPT``), re-implemented to load and reproduce the released weights.
+
+Source of the facts: RobinWitch/DyStream@f587541 ``model/motion_generation/motion_gen_gpt_flowmatching_addaudio_
+linear_twowavencoder.py`` (OFF-M), its ``app.py`` demo and the golden tensors of ``tools/official_reference``
+(``shared/dystream_architecture.md`` sections 2-4 describe the model in prose). Our own model
+(:mod:`dystream_ros.model.dystream`) differs on purpose (KV-cacheable attention, causal audio); this module is the
+published network as released, so its checkpoint can be used and checked. Module and parameter names equal the
+official state-dict keys, and parameters are registered in the official order (the EMA weights in the checkpoint
+are an unnamed list in that order), dead modules included:
+
+* **Audio.** Two wav2vec2 encoders (:mod:`dystream_ros.model.wav2vec2`), self and other, each projected by a
+  Linear; a Linear fuses the two (``addaudio_linear``). A CFG branch drops a stream by zeroing its projection
+  before the fusion, so the fusion bias stays.
+* **GPT** (OFF-M:158-198). Token i = ``face_embed`` of motion frame i; the fused audio of frame i + 1 is added in
+  every block through a per-block Linear. Pre-LN blocks: causal self-attention whose q and k inputs are the
+  LayerNorm output rotated by a RoPE over the whole width (pairs 2i, 2i+1, window-relative positions), the audio
+  add, a cross-attention to one anchor token (the embedded reference motion), a second causal self-attention with
+  sinusoidal PE added to q, k and v, an MLP. The condition is ``output_proj(output_norm(last token))``.
+* **Flow head** (OFF-M:259-334). MLP blocks with AdaLN: one gated MLP modulated by the time embedding, one by the
+  GPT condition. It predicts x0; the sampler turns it into a velocity ``(x - x0) / (sigma + 1e-9)`` for an Euler
+  step on the FlowMatchEulerDiscrete schedule.
+* **Unused parameters** kept for the parameter order: every block's ``norm2`` and ``cross_attn_rope``, the
+  head's ``past_proj`` and ``anchor_proj``.
+
+Inference (:meth:`PublishedGenerator.generate`, OFF-M:497-686 and app.py:507-569): 94 silent frames are prepended
+to both tracks and 94 copies of the reference latent m0 to the motion; each new frame runs the GPT over the last
+94 motion frames in 5 CFG branches (none, anchor, self audio, other audio, all), then ``steps`` Euler steps of the
+head with the multi-condition CFG on x0. :class:`PublishedStream` runs the same per frame on audio that arrives in
+real time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from dystream_ros.errors import ConfigError, StreamError
+from dystream_ros.model.wav2vec2 import Wav2Vec2, Wav2Vec2Config
+
+if TYPE_CHECKING:
+    import os
+
+SAMPLE_RATE_HZ = 16000
+FPS = 25
+HOP_SAMPLES = SAMPLE_RATE_HZ // FPS  # 640 samples per motion frame
+NUM_BRANCHES = 5  # CFG branches, in order: none, anchor, self audio, other audio, all
+# (self audio, other audio, anchor) kept in each branch (OFF-M:531-564)
+BRANCH_MASKS = ((0, 0, 0), (0, 0, 1), (1, 0, 0), (0, 1, 0), (1, 1, 1))
+LN_EPS = 1e-5  # every LayerNorm, the head's affine-free ones included (PyTorch's default; checked on the goldens)
+
+
+@dataclass(frozen=True)
+class PublishedConfig:
+    """Sizes of the published generator. Defaults: the released ``last.ckpt`` (393.9 M parameters)."""
+
+    wav2vec2: Wav2Vec2Config = field(default_factory=Wav2Vec2Config)
+    face_dim: int = 512  # motion latent of the renderer's motion encoder
+    hidden_size: int = 768  # GPT and head width (the constructor's defaults; the YAML's 512/4/8 are ignored)
+    num_layers: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    max_seq_len: int = 1024  # rows of the RoPE and PE tables
+    head_layers: int = 6  # hard-coded in OFF-M:387
+    window_frames: int = 96  # cbh_window_length: 94 motion frames of context + 2
+    num_train_timesteps: int = 1000  # flow-matching time scale: t = 1000 sigma
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads or self.hidden_size % 2:
+            msg = f'hidden_size {self.hidden_size} must be even and split evenly into {self.num_heads} heads'
+            raise ConfigError(msg)
+        if self.context_frames < 1 or self.context_frames > self.max_seq_len:
+            msg = f'window_frames {self.window_frames} leaves no context or more than max_seq_len'
+            raise ConfigError(msg)
+
+    @property
+    def audio_dim(self) -> int:
+        """Width of the wav2vec2 features (the constructor's ``audio_dim``)."""
+        return self.wav2vec2.hidden_size
+
+    @property
+    def context_frames(self) -> int:
+        """Motion frames the GPT attends over (``inpainting_length``): 94."""
+        return self.window_frames - 2
+
+    def to_json(self) -> str:
+        """The config as JSON, for the metadata of a weights file."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PublishedConfig:
+        """Inverse of :meth:`to_json`."""
+        try:
+            values = json.loads(text)
+            w2v = values.pop('wav2vec2')
+            for key in ('conv_kernel', 'conv_stride'):
+                w2v[key] = tuple(w2v[key])
+            return cls(wav2vec2=Wav2Vec2Config(**w2v), **values)
+        except (ValueError, KeyError, TypeError) as exc:
+            msg = f'not a published-generator config: {exc}'
+            raise ConfigError(msg) from None
+
+    @classmethod
+    def from_reference(cls, values: dict[str, Any]) -> PublishedConfig:
+        """The config of ``official_reference/generator_config.json`` (a parsed dict): constructor kwargs, the
+        ``model.wav2vec_layer`` override and the wav2vec2 config it was built with."""
+        ctor, w2v, cfg = values['ctor_kwargs'], values['wav2vec2_config'], values['cfg_model_resolved']
+        kernels = tuple(w2v['conv_kernel'])
+        if len(set(w2v['conv_dim'])) != 1 or w2v['feat_extract_norm'] != 'group' or w2v['do_stable_layer_norm']:
+            msg = 'only the base-960h wav2vec2 layout is supported (equal conv_dim, group norm, post-LN)'
+            raise ConfigError(msg)
+        wav2vec2 = Wav2Vec2Config(
+            hidden_size=w2v['hidden_size'], num_heads=w2v['num_attention_heads'],
+            intermediate_size=w2v['intermediate_size'], num_layers=cfg['wav2vec_layer'], conv_dim=w2v['conv_dim'][0],
+            conv_kernel=kernels, conv_stride=tuple(w2v['conv_stride']),
+            pos_conv_kernel=w2v['num_conv_pos_embeddings'], pos_conv_groups=w2v['num_conv_pos_embedding_groups'],
+            layer_norm_eps=w2v['layer_norm_eps'])
+        if ctor['audio_dim'] != wav2vec2.hidden_size:
+            msg = f"audio_dim {ctor['audio_dim']} differs from the wav2vec2 width {wav2vec2.hidden_size}"
+            raise ConfigError(msg)
+        return cls(wav2vec2=wav2vec2, face_dim=ctor['face_dim'], hidden_size=ctor['hidden_size'],
+                   num_layers=ctor['num_layers'], num_heads=ctor['num_heads'], mlp_ratio=ctor['mlp_ratio'],
+                   max_seq_len=ctor['max_seq_len'], head_layers=values.get('diffusion_head_num_layers', 6),
+                   window_frames=cfg['cbh_window_length'],
+                   num_train_timesteps=values['noise_scheduler_kwargs']['num_train_timesteps'])
+
+    @classmethod
+    def from_reference_file(cls, path: str | os.PathLike[str]) -> PublishedConfig:
+        """:meth:`from_reference` of a ``generator_config.json`` file."""
+        with open(path, encoding='utf-8') as f:
+            return cls.from_reference(json.load(f))
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Multi-condition CFG weights on x0 (OFF-M:586-593); defaults = sample.yaml and the demo's UI."""
+
+    audio: float = 0.5  # cfg_audio: self audio only minus none
+    audio_other: float = 0.5  # cfg_audio_other: other audio only minus none
+    anchor: float = 0.0  # cfg_anchor: anchor only minus none
+    all: float = 1.0  # cfg_all: everything minus none
+
+    def combine(self, x0: torch.Tensor) -> torch.Tensor:
+        """(..., 5, D) per-branch x0 -> (..., D): ``u + w_a (A-u) + w_o (O-u) + w_n (N-u) + w_all (ALL-u)``."""
+        none, anchor, audio, other, everything = x0.unbind(dim=-2)
+        return (none + self.audio * (audio - none) + self.audio_other * (other - none)
+                + self.anchor * (anchor - none) + self.all * (everything - none))
+
+
+def flow_schedule(steps: int, num_train_timesteps: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Timesteps (steps,) and sigmas (steps + 1,) float32 of FlowMatchEulerDiscreteScheduler(shift=1).set_timesteps.
+
+    Linear from t = 1000 to the smallest training time (sigma 0.001 as float32), sigma = t / 1000, then a
+    terminal sigma of 0. For 5 steps: t = [1000, 750.25, 500.5, 250.75, 1]; the model sees them cast to long.
+    """
+    sigma_min = float(np.float32(1.0 / num_train_timesteps))
+    timesteps = np.linspace(float(num_train_timesteps), sigma_min * num_train_timesteps, steps)
+    sigmas = torch.from_numpy(timesteps / num_train_timesteps).float()
+    return sigmas * num_train_timesteps, torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def rope_tables(width: int, max_seq_len: int, device: torch.device | str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cos and sin (max_seq_len, width / 2) of angle p theta_i, theta_i = 10000^(-2i / width), in float32."""
+    theta = 10000.0 ** (-torch.arange(0, width, 2, dtype=torch.float32, device=device) / width)  # (C/2,)
+    angles = torch.arange(max_seq_len, dtype=torch.float32, device=device)[:, None] * theta  # (max_seq_len, C/2)
+    return angles.cos(), angles.sin()
+
+
+def sinusoid_table(width: int, max_seq_len: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(1, max_seq_len, width) sinusoidal PE: sin on even, cos on odd dimensions, in float32."""
+    freqs = torch.exp(torch.arange(0, width, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / width))
+    angles = torch.arange(max_seq_len, dtype=torch.float32, device=device)[:, None] * freqs  # (max_seq_len, C/2)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)[None]
+
+
+class Rope(nn.Module):
+    """Rotary embedding of whole vectors (pairs 2i, 2i+1, theta_i = 10000^(-2i/C)), positions 0 .. T-1.
+
+    It rotates the block input before the attention's projections (OFF-M:15-62), not per head. The checkpoint
+    stores the tables; they are recomputed (bit-identical), not loaded.
+    """
+
+    def __init__(self, width: int, max_seq_len: int) -> None:
+        super().__init__()
+        self.width, self.max_seq_len = width, max_seq_len
+        cos, sin = rope_tables(width, max_seq_len)
+        self.register_buffer('cos_angles', cos, persistent=False)
+        self.register_buffer('sin_angles', sin, persistent=False)
+
+    def reset_tables(self, device: torch.device | str | None = None) -> None:
+        """Recompute the tables on ``device`` (after building the model on the meta device)."""
+        self.cos_angles, self.sin_angles = rope_tables(self.width, self.max_seq_len, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C), token t rotated by position t."""
+        tokens = x.shape[1]
+        cos, sin = self.cos_angles[:tokens], self.sin_angles[:tokens]  # (T, C/2)
+        even, odd = x[..., 0::2], x[..., 1::2]  # (B, T, C/2)
+        return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+
+
+class SinusoidalPositions(nn.Module):
+    """Additive sinusoidal PE, the ``pe`` table of the checkpoint (recomputed, not loaded)."""
+
+    def __init__(self, width: int, max_seq_len: int) -> None:
+        super().__init__()
+        self.width, self.max_seq_len = width, max_seq_len
+        self.register_buffer('pe', sinusoid_table(width, max_seq_len), persistent=False)  # (1, max_seq_len, C)
+
+    def reset_tables(self, device: torch.device | str | None = None) -> None:
+        """Recompute the table on ``device``."""
+        self.pe = sinusoid_table(self.width, self.max_seq_len, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) + PE of positions 0 .. T-1."""
+        return x + self.pe[:, : x.shape[1]]
+
+
+def reset_position_tables(model: nn.Module, device: torch.device | str | None = None) -> None:
+    """Recompute every RoPE and PE table of ``model`` on ``device``: a model built on the meta device has none."""
+    for module in model.modules():
+        if isinstance(module, (Rope, SinusoidalPositions)):
+            module.reset_tables(device)
+
+
+class MultiheadAttention(nn.Module):
+    """``nn.MultiheadAttention`` (batch first, kdim = vdim = C) in plain ops: fused in_proj [W_q; W_k; W_v]."""
+
+    def __init__(self, width: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.zeros(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Queries (B, Tq, C), keys and values (B, Tk, C), optional bool mask (Tq, Tk) True = may attend."""
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        batch, width = q.shape[0], q.shape[2]
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, t.shape[1], self.num_heads, -1).transpose(1, 2)  # (B, nh, T, hs)
+
+        y = F.scaled_dot_product_attention(heads(F.linear(q, w_q, b_q)), heads(F.linear(k, w_k, b_k)),
+                                           heads(F.linear(v, w_v, b_v)), attn_mask=mask)
+        return self.out_proj(y.transpose(1, 2).reshape(batch, -1, width))
+
+
+class SelfAttentionRope(nn.Module):
+    """Causal self-attention; q and k inputs rotated by :class:`Rope`, v input not."""
+
+    def __init__(self, config: PublishedConfig) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(config.hidden_size, config.num_heads)
+        self.rope = Rope(config.hidden_size, config.max_seq_len)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
+        rotated = self.rope(x)
+        return self.self_attn(rotated, rotated, x, mask)
+
+
+class CrossAttentionRope(nn.Module):
+    """Cross-attention to a context; queries and keys rotated by :class:`Rope`, each from position 0."""
+
+    def __init__(self, config: PublishedConfig) -> None:
+        super().__init__()
+        self.cross_attn = MultiheadAttention(config.hidden_size, config.num_heads)
+        self.rope = Rope(config.hidden_size, config.max_seq_len)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Queries (B, T, C), context (B, Tc, C) -> (B, T, C)."""
+        return self.cross_attn(self.rope(x), self.rope(context), context)
+
+
+class SelfAttentionPos(nn.Module):
+    """Causal self-attention with sinusoidal PE added to the q, k and v inputs."""
+
+    def __init__(self, config: PublishedConfig) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(config.hidden_size, config.num_heads)
+        self.pe = SinusoidalPositions(config.hidden_size, config.max_seq_len)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
+        x = self.pe(x)
+        return self.self_attn(x, x, x, mask)
+
+
+class Mlp(nn.Module):
+    """timm's Mlp: Linear, GELU (erf), Linear."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Position-wise MLP."""
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class GPTBlock(nn.Module):
+    """Pre-LN block: RoPE self-attention, audio add, anchor cross-attention, PE self-attention, MLP."""
+
+    def __init__(self, config: PublishedConfig) -> None:
+        super().__init__()
+        width = config.hidden_size
+        self.norm1 = nn.LayerNorm(width)
+        self.norm2 = nn.LayerNorm(width)  # unused
+        self.norm3 = nn.LayerNorm(width)
+        self.norm4 = nn.LayerNorm(width)
+        self.norm_anchor = nn.LayerNorm(width)
+        self.self_attn_rope = SelfAttentionRope(config)
+        self.cross_attn_rope = CrossAttentionRope(config)  # unused
+        self.self_attn_pos = SelfAttentionPos(config)
+        self.cross_attn_anchor = CrossAttentionRope(config)
+        self.cross_linear_audio = nn.Linear(width, width)
+        self.mlp = Mlp(width, int(width * config.mlp_ratio))
+
+    def forward(self, x: torch.Tensor, audio: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor
+                ) -> torch.Tensor:
+        """Tokens x and fused audio (B, T, C), anchor (B, 1, C), causal mask (T, T) -> (B, T, C)."""
+        x = x + self.self_attn_rope(self.norm1(x), mask)
+        x = x + self.cross_linear_audio(audio)
+        x = x + self.cross_attn_anchor(self.norm_anchor(x), anchor)
+        x = x + self.self_attn_pos(self.norm3(x), mask)
+        return x + self.mlp(self.norm4(x))
+
+
+def timestep_sinusoid(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
+    """The diffusers ``Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0)``: (N,) -> (N, dim), cos first."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    angles = timesteps.float()[:, None] * freqs  # (N, dim/2)
+    return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+class TimestepEmbedder(nn.Module):
+    """Linear, SiLU, Linear (diffusers ``TimestepEmbedding``)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(width, width)
+        self.linear_2 = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C) -> (N, C)."""
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class TimeEmbedding(nn.Module):
+    """``WanTimeEmbedding(dim=C, time_freq_dim=C)``: the sinusoid of the raw timestep (0..1000), then the MLP."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.time_embedder = TimestepEmbedder(width)
+
+    def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Integer timesteps (N,) -> (N, C)."""
+        return self.time_embedder(timestep_sinusoid(timesteps, self.time_embedder.linear_1.in_features))
+
+
+class HeadBlock(nn.Module):
+    """Two gated MLPs with AdaLN: the first modulated by the time embedding, the second by the GPT condition."""
+
+    def __init__(self, config: PublishedConfig) -> None:
+        super().__init__()
+        width = config.hidden_size
+        hidden = int(width * config.mlp_ratio)
+        self.mlp1 = Mlp(width, hidden)
+        self.mlp2 = Mlp(width, hidden)
+        self.adaLN_modulation1 = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))  # noqa: N815 (checkpoint key)
+        self.adaLN_modulation2 = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))  # noqa: N815
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Hidden x (..., C), time embedding and condition broadcastable to it -> (..., C)."""
+        for mlp, modulation, signal in ((self.mlp1, self.adaLN_modulation1, temb),
+                                        (self.mlp2, self.adaLN_modulation2, cond)):
+            shift, scale, gate = modulation(signal).chunk(3, dim=-1)
+            normed = F.layer_norm(x, (x.shape[-1],), eps=LN_EPS)
+            x = x + gate * mlp(normed * (1 + scale) + shift)
+        return x
+
+
+class FlowHead(nn.Module):
+    """(noisy latent, GPT condition, time embedding) -> predicted clean latent x0."""
+
+    def __init__(self, config: PublishedConfig) -> None:
+        super().__init__()
+        width = config.hidden_size
+        self.noisy_proj = nn.Linear(config.face_dim, width)
+        self.gpt_proj = nn.Linear(config.face_dim, width)
+        self.past_proj = nn.Linear(config.face_dim, width)  # unused
+        self.anchor_proj = nn.Linear(config.face_dim, width)  # unused
+        self.blocks = nn.ModuleList(HeadBlock(config) for _ in range(config.head_layers))
+        self.output_norm = nn.LayerNorm(width, eps=LN_EPS)
+        self.output_proj = nn.Linear(width, config.face_dim)
+
+    def forward(self, x_t: torch.Tensor, cond: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """x_t and cond (..., face_dim), temb (..., C), broadcastable -> x0 (..., face_dim)."""
+        x = self.noisy_proj(x_t)
+        cond = self.gpt_proj(cond)
+        for block in self.blocks:
+            x = block(x, temb, cond)
+        return self.output_proj(self.output_norm(x))
+
+
+class PublishedGenerator(nn.Module):
+    """The published ``Audio2FaceGPT``: two wav2vec2 encoders, the GPT and the flow-matching head."""
+
+    def __init__(self, config: PublishedConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or PublishedConfig()
+        width, audio_dim = config.hidden_size, config.audio_dim
+        self.audio_encoder_face = Wav2Vec2(config.wav2vec2)  # self (the avatar's voice)
+        self.audio_encoder_face_other = Wav2Vec2(config.wav2vec2)  # other (the partner's voice)
+        self.audio_proj = nn.Linear(audio_dim, width)
+        self.audio_other_proj = nn.Linear(audio_dim, width)
+        self.audio_audioother_fusion = nn.Linear(2 * width, width)
+        self.face_embed = nn.Linear(config.face_dim, width)
+        self.anchor_embed = nn.Linear(config.face_dim, width)
+        self.time_embed = TimeEmbedding(width)
+        self.blocks = nn.ModuleList(GPTBlock(config) for _ in range(config.num_layers))
+        self.output_norm = nn.LayerNorm(width)
+        self.output_proj = nn.Linear(width, config.face_dim)
+        self.diffusion_head = FlowHead(config)
+
+    # --- parts ---
+    def encode_audio(self, audio_self: torch.Tensor, audio_other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both tracks (B, S) -> 25 fps features (B, T, audio_dim) each, over the whole call (OFF-M:642-657)."""
+        return (self.audio_encoder_face.encode_utterance(audio_self, FPS),
+                self.audio_encoder_face_other.encode_utterance(audio_other, FPS))
+
+    def fused_audio(self, feat_self: torch.Tensor, feat_other: torch.Tensor) -> torch.Tensor:
+        """Features (B, T, audio_dim) -> fused audio (B, 4, T, C) for (self, other) kept = 00, 10, 01, 11."""
+        projected_self, projected_other = self.audio_proj(feat_self), self.audio_other_proj(feat_other)
+        zero_self, zero_other = torch.zeros_like(projected_self), torch.zeros_like(projected_other)
+        pairs = ((zero_self, zero_other), (projected_self, zero_other), (zero_self, projected_other),
+                 (projected_self, projected_other))
+        return torch.stack([self.audio_audioother_fusion(torch.cat(pair, dim=-1)) for pair in pairs], dim=1)
+
+    def conditions(self, past_motion: torch.Tensor, feat_self: torch.Tensor, feat_other: torch.Tensor,
+                   anchor: torch.Tensor) -> torch.Tensor:
+        """The GPT condition of the next frame, in the 5 CFG branches.
+
+        Args:
+            past_motion: (B, L, face_dim) the last L motion latents, oldest first (L = 94 in the official loop).
+            feat_self, feat_other: (B, L, audio_dim) audio features of the frames each token predicts (token i
+                gets frame i + 1, so the last one is the frame being generated).
+            anchor: (B, 1, face_dim) the reference latent m0.
+
+        Returns:
+            (B, 5, face_dim), branches none, anchor, self audio, other audio, all.
+        """
+        batch, tokens, _ = past_motion.shape
+        audio = self.fused_audio(feat_self, feat_other)  # (B, 4, L, C)
+        audio = audio[:, [s + 2 * o for s, o, _ in BRANCH_MASKS]].flatten(0, 1)  # (5B, L, C): each branch's audio
+        anchor_mask = past_motion.new_tensor([m[2] for m in BRANCH_MASKS])[:, None, None]  # (5, 1, 1)
+        anchor = (self.anchor_embed(anchor)[:, None] * anchor_mask).flatten(0, 1)  # (5B, 1, C)
+        x = self.face_embed(past_motion)[:, None].expand(-1, NUM_BRANCHES, -1, -1).flatten(0, 1)  # (5B, L, C)
+        mask = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()  # causal
+        for block in self.blocks:
+            x = block(x, audio, anchor, mask)
+        out = self.output_proj(self.output_norm(x[:, -1]))  # (5B, face_dim)
+        return out.view(batch, NUM_BRANCHES, -1)
+
+    def sample(self, conditions: torch.Tensor, noise: torch.Tensor, guidance: Guidance, steps: int) -> torch.Tensor:
+        """Euler flow-matching sampling of one frame per row: conditions (B, 5, D), noise (B, D) -> latent (B, D).
+
+        The head predicts x0 in every branch; CFG mixes the x0s; the velocity is ``(x - x0) / (sigma + 1e-9)``
+        (OFF-M:575-603).
+        """
+        timesteps, sigmas = flow_schedule(steps, self.config.num_train_timesteps)
+        timesteps, sigmas = timesteps.long().to(noise.device), sigmas.to(noise.device)
+        latent = noise
+        for step in range(steps):
+            temb = self.time_embed(timesteps[step : step + 1])  # (1, C), the same for every row and branch
+            x0 = guidance.combine(self.diffusion_head(latent[:, None], conditions, temb))  # (B, D)
+            velocity = (latent - x0) / (sigmas[step] + 1e-9)
+            latent = latent + (sigmas[step + 1] - sigmas[step]) * velocity
+        return latent
+
+    # --- inference ---
+    @torch.no_grad()
+    def generate(self, audio_self: torch.Tensor, audio_other: torch.Tensor, m0: torch.Tensor, *,
+                 cfg_audio: float = 0.5, cfg_audio_other: float = 0.5, cfg_anchor: float = 0.0,
+                 cfg_all: float = 1.0, steps: int = 5, noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """The official offline inference (app.py:507-569 calling OFF-M:610-686), batch 1.
+
+        Args:
+            audio_self, audio_other: (S,) or (1, S) 16 kHz mono, the avatar's and the partner's tracks (zeros
+                for no partner), without the silent prefix (added here, as the demo does).
+            m0: (face_dim,) or (1, 1, face_dim) reference motion latent: the anchor and the initial past.
+            cfg_*: :class:`Guidance` weights. steps: Euler steps.
+            noise: (T, face_dim) (or any shape with T rows) initial latent of each frame; drawn from
+                ``generator`` (or the global RNG) when None.
+
+        Returns:
+            (T, face_dim) motion latents, T = S / 640 - 1 for S a multiple of 640.
+        """
+        config, context = self.config, self.config.context_frames
+        device = self.output_proj.weight.device
+        prefix = torch.zeros(1, context * HOP_SAMPLES, device=device)
+        audio_self = torch.cat([prefix, audio_self.reshape(1, -1).to(device)], dim=1)
+        audio_other = torch.cat([prefix, audio_other.reshape(1, -1).to(device)], dim=1)
+        feat_self, feat_other = self.encode_audio(audio_self, audio_other)  # (1, T_tot, A)
+        frames = feat_self.shape[1] - context - 1
+        if noise is None:
+            noise = torch.randn(frames, config.face_dim, generator=generator, device=device)
+        noise = noise.reshape(-1, config.face_dim).to(device)
+        if noise.shape[0] < frames:
+            msg = f'noise has {noise.shape[0]} frames, the audio needs {frames}'
+            raise ConfigError(msg)
+        guidance = Guidance(cfg_audio, cfg_audio_other, cfg_anchor, cfg_all)
+        anchor = m0.reshape(1, 1, config.face_dim).to(device)
+        motion = [anchor[0, 0]] * context
+        for i in range(frames):
+            past = torch.stack(motion[-context:])[None]  # (1, L, D)
+            window = slice(i + 1, i + 1 + context)  # features of the frames the tokens predict
+            cond = self.conditions(past, feat_self[:, window], feat_other[:, window], anchor)
+            motion.append(self.sample(cond, noise[i : i + 1], guidance, steps)[0])
+        return torch.stack(motion[context:])
+
+
+class PublishedStream:
+    """The published generator on audio that arrives in real time: one latent per 40 ms frame.
+
+    The released encoder is not causal (bidirectional attention, a positional conv 2.56 s wide), so it is run the
+    way public streaming forks run it (``dystream_architecture.md`` 7.3): for each new frame n, re-encode a
+    sliding window of the latest audio, ``history_frames`` frames up to frame n plus ``lookahead_ms`` after it,
+    normalised over the window as the processor would, and keep frame n's feature (the features of earlier frames
+    stay as they were computed in their turn). The GPT then runs over the last 94 motion frames with the 94
+    features ending at frame n, in the 5 CFG branches, and the head takes ``steps`` Euler steps, as offline.
+
+    Frame n is ready once its audio and the lookahead have arrived: the output lags the input by
+    :attr:`latency_frames`. :meth:`flush` ends the stream (the last frames get the lookahead there is). The stream
+    starts, as the offline inference, after 94 frames of silence and 94 copies of m0. With a history and a
+    lookahead that span the whole clip, every window is the whole clip and the output equals
+    :meth:`PublishedGenerator.generate` with the same noise.
+    """
+
+    def __init__(self, model: PublishedGenerator, m0: torch.Tensor, *, lookahead_ms: float = 60.0,
+                 history_frames: int = 96, guidance: Guidance | None = None, steps: int = 5,
+                 noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> None:
+        """Start a stream for reference latent ``m0`` (face_dim,); ``noise`` (T, face_dim) is used for the first
+        T frames (then ``generator`` draws), so a run can be reproduced."""
+        config = model.config
+        if history_frames < config.context_frames + 1:
+            msg = (f'history_frames must cover the {config.context_frames} features of the first frame and the '
+                   f'frame itself, not {history_frames}')
+            raise ConfigError(msg)
+        self.model, self.guidance, self.steps, self.generator = model, guidance or Guidance(), steps, generator
+        self.lookahead_samples = round(lookahead_ms * SAMPLE_RATE_HZ / 1000)
+        self.history_frames = history_frames
+        self.device = model.output_proj.weight.device
+        self.noise = None if noise is None else noise.reshape(-1, config.face_dim).to(self.device)
+        context = config.context_frames
+        self.anchor = m0.reshape(1, 1, config.face_dim).to(self.device)
+        self.motion = self.anchor[0].expand(context, -1).clone()  # (L, D) the last L latents
+        self.audio = torch.zeros(2, context * HOP_SAMPLES, device=self.device)  # self, other; silent prefix
+        self.audio_start = 0  # absolute sample index of self.audio[:, 0]
+        self.features: dict[int, torch.Tensor] = {}  # frame -> (2, audio_dim) features, self and other
+        self.next_frame = context  # absolute index of the next frame to generate
+        self.generated = 0
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames of audio that must arrive after a frame before it is generated."""
+        return -(-self.lookahead_samples // HOP_SAMPLES)
+
+    @property
+    def _audio_end(self) -> int:
+        return self.audio_start + self.audio.shape[1]
+
+    @torch.no_grad()
+    def push(self, audio_self: torch.Tensor, audio_other: torch.Tensor) -> torch.Tensor:
+        """Add whole frames of both tracks, (640 k,) each at 16 kHz; returns the (m, face_dim) latents now ready."""
+        if audio_self.shape != audio_other.shape or audio_self.dim() != 1 or audio_self.shape[0] % HOP_SAMPLES:
+            msg = (f'push whole 40 ms frames of both tracks: 1-D tensors of 640 k samples each, got '
+                   f'{tuple(audio_self.shape)} and {tuple(audio_other.shape)}')
+            raise StreamError(msg)
+        chunk = torch.stack([audio_self, audio_other]).to(self.device, torch.float32)
+        self.audio = torch.cat([self.audio, chunk], dim=1)
+        out = []
+        while self._audio_end >= (self.next_frame + 1) * HOP_SAMPLES + self.lookahead_samples:
+            out.append(self._frame((self.next_frame + 1) * HOP_SAMPLES + self.lookahead_samples))
+        return self._stacked(out)
+
+    @torch.no_grad()
+    def flush(self) -> torch.Tensor:
+        """End of the audio: the (m, face_dim) latents of every frame still pending, with the lookahead there is."""
+        out = []
+        while self._audio_end >= (self.next_frame + 1) * HOP_SAMPLES:
+            out.append(self._frame(self._audio_end))
+        return self._stacked(out)
+
+    def _stacked(self, latents: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(latents) if latents else self.motion.new_zeros(0, self.model.config.face_dim)
+
+    def _encode(self, first_frame: int, end_sample: int) -> torch.Tensor:
+        """Features (2, frames, audio_dim) of the window [first_frame * 640, end_sample), self and other."""
+        window = self.audio[:, first_frame * HOP_SAMPLES - self.audio_start : end_sample - self.audio_start]
+        feats = [encoder.encode_utterance(track[None], FPS)[0] for encoder, track in
+                 zip((self.model.audio_encoder_face, self.model.audio_encoder_face_other), window)]
+        return torch.stack(feats)
+
+    def _frame(self, end_sample: int) -> torch.Tensor:
+        model, frame, context = self.model, self.next_frame, self.model.config.context_frames
+        first = max(0, frame + 1 - self.history_frames)
+        needed = [j for j in range(frame - context + 1, frame + 1) if j not in self.features]
+        feats = self._encode(first, end_sample)  # (2, F, A)
+        for j in needed:
+            self.features[j] = feats[:, j - first]
+        window = torch.stack([self.features[j] for j in range(frame - context + 1, frame + 1)], dim=1)  # (2, L, A)
+        conditions = model.conditions(self.motion[None], window[0:1], window[1:2], self.anchor)
+        if self.noise is not None and self.generated < self.noise.shape[0]:
+            noise = self.noise[self.generated : self.generated + 1]
+        else:
+            noise = torch.randn(1, model.config.face_dim, generator=self.generator, device=self.device)
+        latent = model.sample(conditions, noise, self.guidance, self.steps)[0]
+        self.motion = torch.cat([self.motion[1:], latent[None]])
+        self.features.pop(frame - context + 1)
+        self.next_frame, self.generated = frame + 1, self.generated + 1
+        keep_from = (self.next_frame + 1 - self.history_frames) * HOP_SAMPLES  # the next window's first sample
+        if keep_from > self.audio_start:
+            self.audio = self.audio[:, keep_from - self.audio_start :]
+            self.audio_start = keep_from
+        return latent
