@@ -28,7 +28,6 @@ from dystream_ros.model.published import (
     Guidance,
     PublishedConfig,
     PublishedGenerator,
-    PublishedStream,
     flow_schedule,
 )
 from dystream_ros.model.published_checkpoint import (
@@ -36,6 +35,7 @@ from dystream_ros.model.published_checkpoint import (
     load_published_generator,
     official_parameter_names,
 )
+from dystream_ros.model.published_stream import PublishedStream
 from dystream_ros.model.wav2vec2 import TAIL_PAD_SAMPLES, normalize_utterance, to_video_rate
 
 DATA = Path(__file__).resolve().parent / 'data' / 'official'
