@@ -251,8 +251,18 @@ def test_stream_emits_one_frame_per_frame_after_the_lookahead(model: PublishedGe
                                                          golden['in.audio_other_2s'][:640 * 6].split(640))]
     assert counts == [0, 0, 1, 1, 1, 1]
     assert stream.flush().shape == (2, 512)
-    with pytest.raises(StreamError, match='640 k samples'):
-        stream.push(torch.zeros(100), torch.zeros(100))
+    with pytest.raises(StreamError, match='same number of samples'):
+        stream.push(torch.zeros(100), torch.zeros(99))
+
+
+def test_a_stream_fed_each_frame_up_to_its_lookahead_makes_that_frame_at_once(
+        model: PublishedGenerator, golden: dict[str, torch.Tensor]) -> None:
+    # the engine's way: the first frame's 40 ms and 60 ms beyond, then 40 ms more per frame
+    stream = PublishedStream(model, golden['in.motion_m0'], lookahead_ms=60.0, noise=golden['in.noise'])
+    ends = [1600, 2240, 2880, 3520]
+    counts = [stream.push(golden['in.audio_self_2s'][a:b], golden['in.audio_other_2s'][a:b]).shape[0]
+              for a, b in zip([0, *ends[:-1]], ends)]
+    assert counts == [1, 1, 1, 1]
 
 
 def test_the_convert_official_command_writes_a_generator_the_model_loads(tmp_path: Path) -> None:
@@ -268,3 +278,18 @@ def test_the_convert_official_command_writes_a_generator_the_model_loads(tmp_pat
     done = subprocess.run(command[:6] + ['--out', str(tmp_path / 'full')], cwd=root, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 2 and 'shape' in done.stderr, done.stderr
+
+
+def test_the_published_benchmark_times_a_converted_generator_against_the_shipped_model(tmp_path: Path) -> None:
+    out = convert_published_generator(CKPT, tmp_path / 'generator.safetensors', PublishedConfig.from_reference_file(
+        DATA / 'generator_config.json'))
+    done = subprocess.run([sys.executable, '-m', 'dystream_ros.cli', 'bench', 'published', '--generator', str(out),
+                           '--no-renderer', '--frames', '2', '--device', 'cpu', '--json'],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report['generator']['frames'] == 2 and report['generator']['ms_per_frame'] > 0
+    assert report['generator']['parameters'] == sum(p.numel() for p in load_published_generator(out).parameters())
+    assert report['baseline']['ms_per_frame'] > 0 and report['generator_vs_shipped'] > 0
+    assert 'renderer' not in report and 'machine_load' in report

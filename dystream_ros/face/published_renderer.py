@@ -508,6 +508,15 @@ class PublishedRenderer:
         self._flow_from = self._source_latent if self.flow_source == 'image' else None
 
     @property
+    def size(self) -> int:
+        """Frames are size x size pixels (512)."""
+        return self.config.image_size
+
+    def render(self, motion: np.ndarray) -> np.ndarray:
+        """The :class:`~dystream_ros.face.renderers.Renderer` interface: ``motion`` is a published latent."""
+        return self.render_latent(motion)
+
+    @property
     def source_latent(self) -> np.ndarray:
         """The source image's motion latent (512,) float32: the generator's reference motion m0."""
         if self._source_latent is None:

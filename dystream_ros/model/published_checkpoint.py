@@ -232,6 +232,14 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         raise CheckpointError(msg) from None
 
 
+def is_published_generator(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a generator written by ``dystream convert-official`` (and not our own weights)."""
+    try:
+        return read_metadata(path).get('format') == FORMAT
+    except CheckpointError:
+        return False
+
+
 def load_published_generator(path: str | os.PathLike[str], device: str | torch.device = 'cpu'
                              ) -> PublishedGenerator:
     """A converted file -> :class:`PublishedGenerator` in eval mode on ``device``; keys and shapes checked."""

@@ -2,6 +2,7 @@
 motion, neck commands and diagnostics."""
 from __future__ import annotations
 
+import array
 import sys
 from typing import TYPE_CHECKING
 
@@ -64,16 +65,23 @@ def pose_message(output: FrameOutput, header: Header) -> QuaternionStamped:
     return QuaternionStamped(header=header, quaternion=Quaternion(x=x, y=y, z=z, w=w))
 
 
-def face_motion_message(output: FrameOutput, header: Header, latency_ns: int) -> FaceMotion:
-    """FaceMotion of a frame: blendshapes, head pose, who speaks, and the latency from sound to publication."""
+def face_motion_message(output: FrameOutput, header: Header, latency_ns: int, face_motion: bool = True
+                        ) -> FaceMotion:
+    """FaceMotion of a frame: blendshapes and head pose (or, with ``face_motion`` false, the published model's
+    latent), who speaks, and the latency from sound to publication."""
+    message = FaceMotion(
+        header=header, frame_index=output.index, activity=int(output.activity),
+        self_voice_activity=float(output.self_activity), partner_voice_activity=float(output.partner_activity),
+        latency=duration_message(latency_ns))
+    if not face_motion:
+        message.motion_latent = array.array('f', output.motion.astype(np.float32).tobytes())
+        return message
     translation = output.motion[TRANSLATION]
-    return FaceMotion(
-        header=header, frame_index=output.index, blendshape_names=list(BLENDSHAPE_NAMES),
-        blendshape_weights=output.motion[BLENDSHAPES].astype(float).tolist(),
-        head_rotation=pose_message(output, header).quaternion,
-        head_translation=Vector3(x=float(translation[0]), y=float(translation[1]), z=float(translation[2])),
-        activity=int(output.activity), self_voice_activity=float(output.self_activity),
-        partner_voice_activity=float(output.partner_activity), latency=duration_message(latency_ns))
+    message.blendshape_names = list(BLENDSHAPE_NAMES)
+    message.blendshape_weights = output.motion[BLENDSHAPES].astype(float).tolist()
+    message.head_rotation = pose_message(output, header).quaternion
+    message.head_translation = Vector3(x=float(translation[0]), y=float(translation[1]), z=float(translation[2]))
+    return message
 
 
 def neck_message(output: FrameOutput, header: Header, neck_output: str, now_ns: int) -> JointTrajectory | JointState:

@@ -119,7 +119,9 @@ class DystreamNode(LifecycleNode):
         status = self._engine.status()
         self.get_logger().info(
             f'configured: {status.generator} on {", ".join(status.providers)}, lookahead {status.lookahead_ms} ms, '
-            f'renderer {settings.renderer}, neck {settings.neck_output}')
+            f'renderer {settings.renderer}, neck {settings.neck_output}'
+            + ('' if self._engine.face_motion else ' (no head pose or neck commands: the published motion is a '
+               'latent; face/motion carries it in motion_latent)'))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -217,6 +219,10 @@ class DystreamNode(LifecycleNode):
 
     def _on_gaze_target(self, msg: PointStamped) -> None:
         """Look at the point: in the head frame as it is, in the camera frame through ``gaze_camera_pose``."""
+        if not self._engine.face_motion:
+            self.get_logger().warning('gaze_target ignored: the published model\'s motion is a latent, with no gaze '
+                                      'or head pose to turn', throttle_duration_sec=LOG_EVERY_S)
+            return
         settings, frame = self._settings, msg.header.frame_id
         point = (msg.point.x, msg.point.y, msg.point.z)
         if frame in ('', settings.frame_id):
@@ -273,13 +279,15 @@ class DystreamNode(LifecycleNode):
             header = Header(stamp=conversions.time_message(output.stamp_ns), frame_id=self._settings.frame_id)
             if output.image is not None:
                 self._outputs['image'].publish(conversions.image_message(output.image, header))
-            self._outputs['pose'].publish(conversions.pose_message(output, header))
+            face_motion = self._engine.face_motion
+            if face_motion:  # a latent has no head pose
+                self._outputs['pose'].publish(conversions.pose_message(output, header))
             now = self._now_ns()
             if output.neck is not None and 'neck' in self._outputs and now - output.due_ns <= NECK_LATE_NS:
                 self._outputs['neck'].publish(conversions.neck_message(output, header, self._settings.neck_output,
                                                                        now))
             latency_ns = max(now - output.due_ns, 0)
-            self._outputs['motion'].publish(conversions.face_motion_message(output, header, latency_ns))
+            self._outputs['motion'].publish(conversions.face_motion_message(output, header, latency_ns, face_motion))
             self._latencies_ms.append(latency_ns / 1e6)
             self.frames_published += 1
             for stage, ms in (*output.stage_ms.items(), ('publish', (time.perf_counter() - started) * 1e3)):

@@ -19,13 +19,17 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from dystream_ros.audio import AudioFormat
 from dystream_ros.errors import ConfigError
-from dystream_ros.face.renderers import make_renderer
+from dystream_ros.face.published_weights import load_published_renderer
+from dystream_ros.face.renderers import default_portrait, load_portrait, make_renderer
 from dystream_ros.model.config import GUIDANCE_WEIGHTS
+from dystream_ros.model.published import Guidance
+from dystream_ros.model.published_checkpoint import is_published_generator
 from dystream_ros.neck import NeckConfig, NeckMapper
 from dystream_ros.runtime.amplitude import AmplitudeGenerator
 from dystream_ros.runtime.engine import EngineConfig, FaceEngine
 from dystream_ros.runtime.gaze import GazeConfig
 from dystream_ros.runtime.generator import StreamingGenerator
+from dystream_ros.runtime.published_generator import PublishedStreamingGenerator
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -37,7 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'generator': ('dystream', 'amplitude'),
     'backend': ('torch', 'onnx'),
     'device': ('cpu', 'cuda'),
-    'renderer': ('stylised', 'photo', 'none'),
+    'renderer': ('stylised', 'photo', 'published', 'none'),
     'neck_output': ('joint_trajectory', 'joint_state', 'none'),
     'audio_reliability': ('best_effort', 'reliable'),
     'image_reliability': ('best_effort', 'reliable'),
@@ -47,6 +51,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'partner_sample_format': ('S16LE', 'S32LE', 'F32LE'),
 }
 
+# the published Guidance's fields, in the order of GUIDANCE_WEIGHTS (cfg_self, cfg_partner, cfg_anchor, cfg_all)
+PUBLISHED_GUIDANCE = ('audio', 'audio_other', 'anchor', 'all')
 ALL_CHANNELS = -1  # *_channel_select [-1]: every channel (a ROS array parameter cannot be empty and typed)
 _CHANNELS_HELP = ('[-1] for all of them. ReSpeaker USB Mic Array v2.0 with its 6-channel firmware: [0] the processed '
                   '(beamformed, echo-cancelled) channel, [1, 2, 3, 4] the raw microphones, 5 the playback reference '
@@ -57,7 +63,9 @@ _CHANNELS_HELP = ('[-1] for all of them. ReSpeaker USB Mic Array v2.0 with its 6
 _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'generator': ('dystream', 'motion source: dystream (the model) or amplitude (the jaw-follows-loudness baseline '
                   'that cheap robots use, for comparisons)', None),
-    'model_path': ('', 'DyStream weights (.safetensors); empty for the weights shipped with the package', None),
+    'model_path': ('', 'DyStream weights (.safetensors); empty for the weights shipped with the package; a '
+                   'generator converted by `dystream convert-official` runs the published DyStream (with '
+                   'renderer published or none)', None),
     'backend': ('torch', 'inference backend: torch or onnx (ONNX Runtime, CUDA/TensorRT when available)', None),
     'device': ('cpu', 'torch device for the torch backend: cpu or cuda', None),
     'num_threads': (1, 'CPU threads for inference; 1 is fastest for the tiny model and leaves the other cores to '
@@ -72,8 +80,12 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'lookahead_ms': (-1, 'future audio the model waits for; -1 for the model\'s own (it is fixed by training)',
                      (-1, 200)),
     'seed': (0, 'seed of the sampler noise: the same seed and audio give the same face', (0, 2**31 - 1)),
-    'renderer': ('stylised', 'face image: stylised (robot face), photo (warps avatar_image) or none', None),
-    'avatar_image': ('', 'portrait for the photo renderer; empty for the public-domain astronaut portrait', None),
+    'renderer': ('stylised', 'face image: stylised (robot face), photo (warps avatar_image), published (the '
+                 'published DyStream renderer animating avatar_image, for the published generator) or none', None),
+    'renderer_path': ('', 'the published renderer converted by `dystream convert-official` (.safetensors), for '
+                      'renderer published', None),
+    'avatar_image': ('', 'portrait for the photo and published renderers; empty for the public-domain astronaut '
+                     'portrait', None),
     'image_size': (512, 'face image width and height in pixels', (64, 2048)),
     'image_reliability': ('best_effort', 'QoS reliability of face/image: best_effort (sensor data: a slow display '
                           'gets the newest image, never old ones) or reliable (for subscribers that ask for reliable, '
@@ -122,7 +134,8 @@ _PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
                           (0.1, 10.0)),
     'autostart': (True, 'configure and activate on start (set false to drive the lifecycle yourself)', None),
 }
-READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'avatar_image', 'image_size',
+READ_ONLY = {'generator', 'model_path', 'backend', 'device', 'num_threads', 'renderer', 'renderer_path',
+             'avatar_image', 'image_size',
              'self_audio_type', 'partner_audio_type', 'audio_reliability', 'image_reliability', 'neck_output',
              'neck_joint_names', 'autostart'}
 
@@ -163,7 +176,7 @@ def check_choice(name: str, value: Any) -> str | None:
     """Why ``value`` is not acceptable for ``name``, or None if it is."""
     if name in CHOICES and value not in CHOICES[name]:
         return f'{name} must be one of {", ".join(CHOICES[name])}, got {value!r}'
-    if name in ('model_path', 'avatar_image') and value and not Path(value).is_file():
+    if name in ('model_path', 'renderer_path', 'avatar_image') and value and not Path(value).is_file():
         return f'{name}: no such file: {value}'
     return None
 
@@ -234,12 +247,31 @@ def settings_of(values: dict[str, Any]) -> NodeSettings:
                 values['neck_max_acceleration_rad_s2'], values['neck_smoothing_s'])
         except ConfigError as exc:
             problems.append(f'neck: {exc}')
+    problems += _published_problems(values)
     pose = values['gaze_camera_pose']
     if len(pose) != 6 or not all(math.isfinite(v) for v in pose):
         problems.append(f'gaze_camera_pose must be 6 finite numbers (x, y, z, roll, pitch, yaw), got {list(pose)}')
     if problems:
         raise ConfigError('; '.join(problems))
     return NodeSettings(values, formats, neck, GazeConfig(lost_after_s=values['gaze_lost_after_s']))
+
+
+def _published_problems(values: dict[str, Any]) -> list[str]:
+    """The published generator and renderer go together: its motion is a latent only that renderer shows."""
+    published = (values['generator'] == 'dystream' and bool(values['model_path'])
+                 and Path(values['model_path']).is_file() and is_published_generator(values['model_path']))
+    problems = []
+    if published and values['renderer'] not in ('published', 'none'):
+        problems.append(f"model_path is the published generator, whose motion only the published renderer shows: "
+                        f"renderer must be published or none, not {values['renderer']}")
+    if published and values['backend'] != 'torch':
+        problems.append('the published generator runs on the torch backend only (no ONNX export of it yet)')
+    if values['renderer'] == 'published' and not published:
+        problems.append('renderer published shows the published generator\'s motion: set model_path to a generator '
+                        'converted by `dystream convert-official`')
+    if values['renderer'] == 'published' and not values['renderer_path']:
+        problems.append('renderer published needs renderer_path: the renderer converted by `dystream convert-official`')
+    return problems
 
 
 def engine_config(settings: NodeSettings) -> EngineConfig:
@@ -251,19 +283,29 @@ def build_engine(settings: NodeSettings, start_ns: int) -> FaceEngine:
     """The face engine the settings describe: the generator, the renderer and the neck mapping, loaded."""
     torch.set_num_threads(settings.num_threads)
     generator: Generator
+    renderer = None
+    weights = {name: value for name in GUIDANCE_WEIGHTS if (value := settings.values[name]) >= 0}  # -1: the model's
     if settings.generator == 'amplitude':
         generator = AmplitudeGenerator()
+    elif is_published_generator(settings.model_path):
+        if settings.renderer == 'published':
+            renderer = load_published_renderer(settings.renderer_path, settings.device)
+            renderer.set_source(load_portrait(settings.avatar_image) if settings.avatar_image else default_portrait())
+        guidance = Guidance(**{field: weights[name] for name, field in zip(GUIDANCE_WEIGHTS, PUBLISHED_GUIDANCE)
+                               if name in weights})
+        generator = PublishedStreamingGenerator(
+            settings.model_path, device=settings.device, seed=settings.seed, steps=settings.steps, guidance=guidance,
+            anchor=renderer.source_latent if renderer is not None else None)  # m0: the portrait's latent
     else:
         generator = StreamingGenerator(
             settings.model_path or None, backend=settings.backend, device=settings.device, seed=settings.seed,
-            steps=settings.steps, num_threads=settings.num_threads,
-            **{name: value for name in GUIDANCE_WEIGHTS if (value := settings.values[name]) >= 0})
-        if settings.lookahead_ms not in (-1, generator.lookahead_ms):
-            msg = (f'lookahead_ms is {settings.lookahead_ms} but the model was trained with {generator.lookahead_ms} '
-                   f'ms; use -1, or train a model with `dystream train --lookahead-ms {settings.lookahead_ms}`')
-            raise ConfigError(msg)
-    renderer = (None if settings.renderer == 'none' else
-                make_renderer(settings.renderer, settings.image_size, settings.avatar_image or None))
+            steps=settings.steps, num_threads=settings.num_threads, **weights)
+    if settings.generator == 'dystream' and settings.lookahead_ms not in (-1, generator.lookahead_ms):
+        msg = (f'lookahead_ms is {settings.lookahead_ms} but the model was trained with {generator.lookahead_ms} '
+               f'ms; use -1, or train a model with `dystream train --lookahead-ms {settings.lookahead_ms}`')
+        raise ConfigError(msg)
+    if settings.renderer in ('stylised', 'photo'):
+        renderer = make_renderer(settings.renderer, settings.image_size, settings.avatar_image or None)
     neck = NeckMapper(settings.neck) if settings.neck is not None else None
     engine = FaceEngine(generator, renderer, neck, engine_config(settings), start_ns=start_ns,
                         formats=settings.formats)

@@ -21,6 +21,7 @@ class AmplitudeGenerator:
     """Self-voice RMS of each frame's 640 samples -> jawOpen."""
 
     lookahead_ms = 0
+    motion_space = 'face'
     motion_names = MOTION_NAMES
     providers = ['numpy']
 

@@ -159,6 +159,12 @@ class FaceEngine:
         self.configure(config or EngineConfig())
         self.reset(start_ns)
 
+    @property
+    def face_motion(self) -> bool:
+        """Whether the motion is face/motion.py's (blendshapes, head pose: gaze, neck and FaceMotion's fields
+        apply) rather than a latent only its own renderer shows (the published weights)."""
+        return self.generator.motion_space == 'face'
+
     # --- the public API ---
     def configure(self, config: EngineConfig) -> None:
         """Use ``config`` from the next frame on (its ``buffer_s`` from the next reset)."""
@@ -186,7 +192,7 @@ class FaceEngine:
         silence = np.zeros(int(WARM_UP_S * SAMPLE_RATE_HZ), np.float32)
         frames = list(stream_clip(self.generator, silence, silence))
         if self.renderer is not None and frames:
-            self.renderer.render(self._clipped(frames[-1].motion))
+            self.renderer.render(self._clipped(frames[-1].motion) if self.face_motion else frames[-1].motion)
         self.generator.reset(self.next_frame)
         return len(frames)
 
@@ -314,8 +320,9 @@ class FaceEngine:
                                    min(need, voice.timeline.written_until))
             audio[name] = samples[first - span_start:]
         started = time.perf_counter()
-        motion = self._clipped(self.generator.step(frame, audio['self'], audio['partner']).motion)
-        motion = self.gaze.apply(motion, completed_ns, 1.0 / FPS)
+        motion = self.generator.step(frame, audio['self'], audio['partner']).motion
+        if self.face_motion:
+            motion = self.gaze.apply(self._clipped(motion), completed_ns, 1.0 / FPS)
         generate_ms = (time.perf_counter() - started) * 1e3
         speaking, listening = activity['self'] > 0, activity['partner'] > 0
         state = (Activity.OVERLAP if speaking and listening else Activity.SPEAKING if speaking
@@ -324,7 +331,7 @@ class FaceEngine:
         output = FrameOutput(frame, self._stamp_of(start), motion, state, activity['self'], activity['partner'],
                              completed_ns, present_ns,
                              stage_ms=dict(self.generator.stage_ms) or {'generate': generate_ms})
-        if self.neck is not None:
+        if self.neck is not None and self.face_motion:
             output.neck = self.neck.step(motion, 1.0 / FPS)
         return output
 

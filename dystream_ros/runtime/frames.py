@@ -33,6 +33,7 @@ class Generator(Protocol):
     """Steps motion one frame at a time (``StreamingGenerator`` or the amplitude baseline)."""
 
     lookahead_ms: int  # audio past a frame's end that it needs
+    motion_space: str  # 'face': face/motion.py's blendshapes and head pose; 'latent': the published renderer's
     providers: list[str]  # what runs it: 'torch:cpu', ONNX Runtime providers, 'numpy'
     stage_ms: dict[str, float]  # after step: its time per stage (e.g. encoder), if it times any
 

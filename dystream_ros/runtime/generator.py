@@ -141,6 +141,8 @@ class StreamingGenerator:
         num_threads: ONNX Runtime intra-op threads (0 lets it choose); the torch backend uses torch's setting.
     """
 
+    motion_space = 'face'  # face/motion.py's blendshapes and head pose
+
     def __init__(self, model: DyStream | str | os.PathLike[str] | None = None, *, backend: str = 'torch',
                  anchor: np.ndarray | None = None, seed: int = 0, steps: int | None = None,
                  cfg_self: float | None = None, cfg_partner: float | None = None, cfg_anchor: float | None = None,
