@@ -5,6 +5,7 @@ CMake installs launch/, config/ and bench/ to ``share/dystream_ros`` and rosidl 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -57,3 +58,13 @@ def demo_bag() -> Path:
     """The demo conversation (a rosbag2 folder): installed to share/, or in the package's assets in a checkout."""
     installed = share_path('demo_conversation')
     return installed if installed.is_dir() else Path(__file__).resolve().parent / 'assets' / 'demo_conversation'
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 16 MiB blocks (a published checkpoint is hundreds of MB): the provenance
+    that converted weights record of their source."""
+    digest = hashlib.sha256()
+    with Path(path).open('rb') as f:
+        for block in iter(lambda: f.read(1 << 24), b''):
+            digest.update(block)
+    return digest.hexdigest()

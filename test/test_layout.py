@@ -16,7 +16,7 @@ PACKAGE = ROOT / 'dystream_ros'
 BASE = {'units', 'errors', 'resources'}
 MAY_IMPORT = {
     'units': set(), 'errors': set(), 'resources': set(),
-    'model': {'units', 'errors'},
+    'model': BASE,
     'audio': BASE,
     'face': BASE,
     'neck': BASE | {'face'},

@@ -35,10 +35,10 @@ from dystream_ros.face.published_weights import (
     FORMAT,
     SPECTRAL_NORM,
     convert_published_renderer,
-    file_sha256,
     fold_state_dict,
     load_published_model,
 )
+from dystream_ros.resources import file_sha256
 
 REL_TOL = 1e-4
 UNITS = load_file(str(DATA / 'renderer_units_golden.safetensors'))

@@ -22,7 +22,6 @@ Keys are checked strictly: a missing or unknown key is refused by name (the offi
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import pickle
 import re
@@ -39,6 +38,7 @@ from dystream_ros.face.published_renderer import (
     PublishedRendererConfig,
     blur_kernel,
 )
+from dystream_ros.resources import file_sha256
 
 FORMAT = 'dystream-published-renderer'
 FORMAT_VERSION = '1'
@@ -153,15 +153,6 @@ def fold_state_dict(official: dict[str, torch.Tensor], config: PublishedRenderer
             raise DataError(msg)
         folded[key] = value.contiguous()
     return folded
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file, read in 16 MiB blocks (a published checkpoint is hundreds of MB)."""
-    digest = hashlib.sha256()
-    with path.open('rb') as f:
-        for block in iter(lambda: f.read(1 << 24), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert_published_renderer(ckpt_path: Path | str, out_path: Path | str, progress: Progress | None = None,

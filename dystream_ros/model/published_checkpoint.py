@@ -16,7 +16,6 @@ runs. The output is one safetensors file whose metadata holds the config (JSON) 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -29,6 +28,7 @@ from safetensors.torch import save_file
 from dystream_ros.errors import CheckpointError, ConfigError
 from dystream_ros.model.published import PublishedConfig, PublishedGenerator, reset_position_tables
 from dystream_ros.model.wav2vec2 import fold_weight_norm
+from dystream_ros.resources import file_sha256
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -82,14 +82,6 @@ def _expected_shapes(config: PublishedConfig, weight_norm: tuple[str, str]) -> d
 def _listed(names: list[str]) -> str:
     more = f' and {len(names) - MAX_LISTED} more' if len(names) > MAX_LISTED else ''
     return ', '.join(names[:MAX_LISTED]) + more
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open('rb') as f:
-        for block in iter(lambda: f.read(1 << 24), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_lightning(path: Path) -> dict[str, Any]:
@@ -197,7 +189,7 @@ def convert_published_generator(ckpt_path: str | os.PathLike[str], out_path: str
         msg = f"weights must be 'ema' or 'raw', not {weights!r}"
         raise ConfigError(msg)
     say(f'sha256 of {ckpt_path.name}')
-    digest = _sha256(ckpt_path)
+    digest = file_sha256(ckpt_path)
     say('reading the checkpoint (weights only)')
     checkpoint = _read_lightning(ckpt_path)
     state, weight_norm = _checked_state_dict(checkpoint['state_dict'], config, ckpt_path)
