@@ -188,7 +188,7 @@ def test_the_node_shuts_down_cleanly_on_sigint(replayed: dict) -> None:
 
 
 @pytest.mark.parametrize(('parameter', 'expected'), [
-    ('renderer:=banana', 'renderer must be one of stylised, photo, none'),
+    ('renderer:=banana', 'renderer must be one of stylised, photo, published, none'),
     ('model_path:=/nonexistent/dystream.safetensors', 'model_path: no such file: /nonexistent/dystream.safetensors'),
     ('neck_axes:=[yaw]', 'neck parameter lists must have the same length'),
     ('self_sample_format:=MP3', 'self_sample_format must be one of S16LE, S32LE, F32LE'),
