@@ -1,7 +1,7 @@
 """Published-weights benchmark: what one frame of the published DyStream costs, next to the shipped model.
 
 ``dystream bench published [--json] [--generator FILE] [--renderer FILE | --no-renderer] [--device cuda]
-[--frames N]``
+[--backend onnx] [--frames N]``
 
 Times, per 40 ms frame, the published generator run as a stream (:class:`PublishedStream`: the non-causal
 wav2vec2 encoders re-run over a 3.9 s window with 60 ms of lookahead, the GPT over 94 frames in 5 guidance branches,
@@ -9,8 +9,9 @@ wav2vec2 encoders re-run over a 3.9 s window with 60 ms of lookahead, the GPT ov
 source portrait encoded once). Without ``--generator`` / ``--renderer`` the models are built at the published size
 with random weights: the cost is the same as with the real ones. The baseline is the shipped model's streaming step
 (``StreamingGenerator``, torch) on the same device in the same run; ``generator_vs_shipped`` is the ratio of the
-two. The paper's bar is 34 ms for a whole frame. On a GPU, run it as one command (``--device cuda``); on 2 CPU
-cores a full-size frame takes seconds, so keep ``--frames`` small there.
+two. The paper's bar is 34 ms for a whole frame. On a GPU, run it as one command (``--device cuda``, and
+``--backend onnx`` for ONNX Runtime with TensorRT or CUDA); on 2 CPU cores a full-size frame takes seconds, so keep
+``--frames`` small there.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def synchronise(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_generator(model, device: str, frames: int) -> list[float]:  # noqa: ANN001 (PublishedGenerator)
+def time_generator(model, device: str, frames: int) -> list[float]:  # noqa: ANN001 (PublishedGenerator, GeneratorSteps)
     """Wall ms of each frame the stream makes, after the first (warm-up)."""
     import torch
 
@@ -117,42 +118,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-renderer', action='store_true', help='time the generator only')
     parser.add_argument('--device', default=None, help='torch device (default: cuda where there is one, else cpu)')
     parser.add_argument('--frames', type=int, default=None, help='timed frames (default: 50 on a GPU, 3 on a CPU)')
-    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch chooses)')
+    parser.add_argument('--threads', type=int, default=0, help='torch / ONNX Runtime CPU threads (0: they choose)')
+    parser.add_argument('--backend', choices=('torch', 'onnx'), default='torch',
+                        help='torch on --device, or ONNX Runtime (TensorRT, CUDA or CPU, whichever it has; the '
+                             'export is made first, minutes at full size, and cached)')
     args = parser.parse_args(argv)
 
     import torch
 
     from dystream_ros.apps.bench import MachineLoad
-    from dystream_ros.face.published_renderer import HeadAnimator, PublishedRenderer, PublishedRendererConfig
-    from dystream_ros.face.published_weights import load_published_renderer
+    from dystream_ros.face.published_face import PublishedRenderer
+    from dystream_ros.face.published_renderer import HeadAnimator, PublishedRendererConfig
+    from dystream_ros.face.published_weights import load_published_model
     from dystream_ros.model.published import PublishedConfig, PublishedGenerator
     from dystream_ros.model.published_checkpoint import load_published_generator
+    from dystream_ros.runtime.published_onnx import OnnxGeneratorSteps, OnnxRendererParts
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     frames = args.frames or (50 if device.startswith('cuda') else 3)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    report: dict = {'device': device, 'torch_threads': torch.get_num_threads(), 'paper_frame_ms': PAPER_FRAME_MS}
-    with MachineLoad() as load, torch.inference_mode():
+    onnx = args.backend == 'onnx'
+    build_device = 'cpu' if onnx else device  # ONNX Runtime is given CPU tensors and places them itself
+    report: dict = {'device': device, 'backend': args.backend, 'torch_threads': torch.get_num_threads(),
+                    'paper_frame_ms': PAPER_FRAME_MS}
+    with MachineLoad() as load:
         start = time.perf_counter()
-        model = (load_published_generator(args.generator, device) if args.generator
-                 else PublishedGenerator(PublishedConfig()).to(device).eval())
-        report['generator'] = {'weights': args.generator or 'random, published size',
-                               'parameters': sum(p.numel() for p in model.parameters()),
+        model = (load_published_generator(args.generator, build_device) if args.generator
+                 else PublishedGenerator(PublishedConfig()).to(build_device).eval())
+        parameters = sum(p.numel() for p in model.parameters())
+        generator = OnnxGeneratorSteps.for_model(model, num_threads=args.threads, progress=say) if onnx else model
+        report['generator'] = {'weights': args.generator or 'random, published size', 'parameters': parameters,
                                'load_s': round(time.perf_counter() - start, 1),
-                               **figures(time_generator(model, device, frames))}
+                               'providers': generator.providers if onnx else [f'torch:{device}']}
         del model
+        with torch.inference_mode():
+            report['generator'].update(figures(time_generator(generator, device, frames)))
+        del generator
         if not args.no_renderer:
             start = time.perf_counter()
-            renderer = (load_published_renderer(args.renderer, device) if args.renderer
-                        else PublishedRenderer(HeadAnimator(PublishedRendererConfig()), device))
-            report['renderer'] = {'weights': args.renderer or 'random, published size',
-                                  'parameters': sum(p.numel() for p in renderer.model.parameters()),
+            network = (load_published_model(args.renderer) if args.renderer
+                       else HeadAnimator(PublishedRendererConfig()).eval())
+            parameters = sum(p.numel() for p in network.parameters())
+            parts = (OnnxRendererParts.for_model(network, num_threads=args.threads, progress=say) if onnx
+                     else network)
+            renderer = PublishedRenderer(parts, build_device)
+            report['renderer'] = {'weights': args.renderer or 'random, published size', 'parameters': parameters,
                                   'load_s': round(time.perf_counter() - start, 1),
-                                  **figures(time_renderer(renderer, device, frames))}
+                                  'providers': parts.providers if onnx else [f'torch:{device}']}
+            del network, parts
+            with torch.inference_mode():
+                report['renderer'].update(figures(time_renderer(renderer, device, frames)))
             del renderer
-        shipped = figures(time_shipped(device, max(frames, 25)))
+        with torch.inference_mode():
+            shipped = figures(time_shipped(device, max(frames, 25)))
     report['baseline'] = {'name': 'the shipped model, StreamingGenerator.step (torch)', **shipped}
     report['generator_vs_shipped'] = round(report['generator']['ms_per_frame'] / shipped['ms_per_frame'], 1)
     frame_ms = report['generator']['ms_per_frame'] + report.get('renderer', {}).get('ms_per_frame', 0.0)

@@ -1,12 +1,19 @@
 """Test session set-up: ROS traffic stays on loopback, each run gets a private domain and its own log folder."""
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 from support import realtime
+from support.onnx_export import OnnxExport
+
+OFFICIAL_DATA = Path(__file__).resolve().parent / 'data' / 'official'
 
 
 def pytest_configure(config: object) -> None:
@@ -32,3 +39,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def live_runs() -> dict:
     """A module's live runs by attempt (:func:`support.realtime.live_run`)."""
     return {}
+
+
+@pytest.fixture(scope='session')
+def published_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random-weight published generator of test/data/official (reduced sizes), converted to our safetensors."""
+    from dystream_ros.model.published import PublishedConfig
+    from dystream_ros.model.published_checkpoint import convert_published_generator
+
+    config = PublishedConfig.from_reference_file(OFFICIAL_DATA / 'generator_config.json')
+    return convert_published_generator(OFFICIAL_DATA / 'generator_random.ckpt',
+                                       tmp_path_factory.mktemp('published') / 'generator.safetensors', config)
+
+
+@pytest.fixture(scope='session')
+def published_onnx_export(published_generator: Path, tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
+    """`dystream export-onnx --model <published generator>` into a fresh cache folder (the node's default
+    settings), as a user runs it before starting dystream_node with backend:=onnx."""
+    cache = tmp_path_factory.mktemp('dystream_cache')
+    result = subprocess.run(
+        [sys.executable, '-m', 'dystream_ros.cli', 'export-onnx', '--model', str(published_generator),
+         '--check-frames', '4'],
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, 'DYSTREAM_CACHE': str(cache)},
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return OnnxExport(cache, json.loads(result.stdout.strip().splitlines()[-1]), result.stderr)

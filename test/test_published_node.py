@@ -25,8 +25,7 @@ from std_msgs.msg import Header
 from support.graph import stop_node_and_graph
 
 from dystream_ros.audio import AudioFormat
-from dystream_ros.model.published import PublishedConfig
-from dystream_ros.model.published_checkpoint import convert_published_generator, load_published_generator
+from dystream_ros.model.published_checkpoint import load_published_generator
 from dystream_ros.model.published_stream import PublishedStream
 from dystream_ros.msg import AudioData, AudioDataStamped, FaceMotion
 from dystream_ros.neck import NeckConfig, NeckMapper
@@ -37,14 +36,11 @@ from dystream_ros.runtime.published_generator import PublishedStreamingGenerator
 from dystream_ros.units import NS_PER_S, SAMPLE_RATE_HZ
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / 'test' / 'data' / 'official'
 
 
 @pytest.fixture(scope='module')
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = PublishedConfig.from_reference_file(DATA / 'generator_config.json')
-    return convert_published_generator(DATA / 'generator_random.ckpt',
-                                       tmp_path_factory.mktemp('published') / 'generator.safetensors', config)
+def converted(published_generator: Path) -> Path:
+    return published_generator
 
 
 def _voice(seconds: float, seed: int) -> np.ndarray:
@@ -95,7 +91,11 @@ def _start_face(*parameters: str) -> subprocess.Popen:
 
 
 @pytest.mark.realtime
-def test_dystream_node_streams_the_published_latents_on_face_motion(converted: Path) -> None:
+@pytest.mark.parametrize('backend', ['torch', 'onnx'])
+def test_dystream_node_streams_the_published_latents_on_face_motion(
+        converted: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if backend == 'onnx':  # exported beforehand with `dystream export-onnx`, found in the cache by the weights' hash
+        monkeypatch.setenv('DYSTREAM_CACHE', str(request.getfixturevalue('published_onnx_export').cache))
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node('published_listener', context=context)
@@ -105,7 +105,7 @@ def test_dystream_node_streams_the_published_latents_on_face_motion(converted: P
     partner_pub = node.create_publisher(AudioDataStamped, 'partner_audio', QoSProfile(depth=100))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    face = _start_face(f'model_path={converted}', 'renderer=none', 'max_wait_ms=1000.0')
+    face = _start_face(f'model_path={converted}', 'renderer=none', 'max_wait_ms=1000.0', f'backend={backend}')
     voices = {'self': _voice(4.0, 0), 'partner': 0.5 * _voice(4.0, 1)}
     try:
         deadline = time.monotonic() + 120
@@ -128,6 +128,8 @@ def test_dystream_node_streams_the_published_latents_on_face_motion(converted: P
         log = stop_node_and_graph(face, signal.SIGINT, executor, node, context)
     assert face.returncode == 0, log[-3000:]
     assert 'no head pose or neck commands: the published motion is a latent' in log, log[-3000:]
+    if backend == 'onnx':
+        assert 'CPUExecutionProvider' in log and 'exporting' not in log, log[-3000:]  # the cached export, reused
     spoken = motion[started:]
     # 4 s of speech make 100 frames; the reduced model takes about 35 ms a frame on an idle core, so a busy machine
     # skips some (and says so): the latents are what is checked here, not the pace

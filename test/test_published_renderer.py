@@ -25,12 +25,8 @@ from safetensors.torch import load_file
 from support.published_renderer_fixture import DATA, regenerate_state_dict, write_lightning_checkpoint
 
 from dystream_ros.errors import DataError
-from dystream_ros.face.published_renderer import (
-    HeadAnimator,
-    PublishedRenderer,
-    PublishedRendererConfig,
-    image_to_input,
-)
+from dystream_ros.face.published_face import PublishedRenderer, TorchRendererParts, image_to_input
+from dystream_ros.face.published_renderer import HeadAnimator, PublishedRendererConfig
 from dystream_ros.face.published_weights import (
     FORMAT,
     SPECTRAL_NORM,
@@ -211,42 +207,41 @@ def test_unknown_and_missing_keys_are_refused_by_name(official_state_dict: dict[
         fold_state_dict(missing, config)
 
 
-class _RecordingGenerator(torch.nn.Module):
-    """Stands in for the full-size face generator: records the target latent, returns a grey frame."""
+class _RecordingParts(TorchRendererParts):
+    """The torch parts with the full-size warp and decoder left out: records what the frame moves from and to,
+    returns a grey frame."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.targets: list[torch.Tensor] = []
+    def __init__(self, model: HeadAnimator) -> None:
+        super().__init__(model)
+        self.moves: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def forward(self, target: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
-        self.targets.append(target)
+    def segmap(self, flow_from: torch.Tensor, driving: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        self.moves.append((flow_from, driving))
+        return torch.zeros(1, 256, 64, 64)
+
+    def decode(self, seg: torch.Tensor) -> torch.Tensor:
         return torch.zeros(1, 3, 512, 512) + 0.5
 
 
 def test_render_latent_moves_from_the_first_latent_as_app_py_or_from_the_image(model: HeadAnimator) -> None:
-    renderer = PublishedRenderer(model)  # flow_source='first_latent', as app.py
-    recorder = _RecordingGenerator()
-    renderer.model.face_generator, real = recorder, renderer.model.face_generator
+    parts = _RecordingParts(model)
+    renderer = PublishedRenderer(parts)  # flow_source='first_latent', as app.py
     first, second = FULL['in.driving_latent'][0].numpy(), np.zeros(512, np.float32)
-    try:
-        renderer.set_source(FULL['in.source_image_u8'].numpy())
-        assert np.array_equal(renderer.source_latent, FULL['motion_encoder.latent'][0].numpy())
-        frame = renderer.render_latent(first)
-        renderer.render_latent(second)
-        renderer.flow_source = 'image'
-        renderer.restart_flow_source()
-        renderer.render_latent(second)
-    finally:
-        renderer.model.face_generator = real
+    renderer.set_source(FULL['in.source_image_u8'].numpy())
+    assert np.array_equal(renderer.source_latent, FULL['motion_encoder.latent'][0].numpy())
+    frame = renderer.render_latent(first)
+    renderer.render_latent(second)
+    renderer.flow_source = 'image'
+    renderer.restart_flow_source()
+    renderer.render_latent(second)
     assert frame.shape == (512, 512, 3) and frame.dtype == np.uint8
     assert np.all(frame == 191)  # clip((0.5 + 1) / 2 * 255) = 191.25, truncated as app.py
-    flow, image_latent = model.flow_estimator, FULL['motion_encoder.latent']
     first_t, second_t = torch.from_numpy(first)[None], torch.from_numpy(second)[None]
-    with torch.no_grad():
-        expected = [flow(first_t, first_t), flow(first_t, second_t), flow(image_latent, second_t)]
-    assert len(recorder.targets) == len(expected)
-    for got, want in zip(recorder.targets, expected):
-        torch.testing.assert_close(got, want)
+    expected = [(first_t, first_t), (first_t, second_t), (FULL['motion_encoder.latent'], second_t)]
+    assert len(parts.moves) == len(expected)
+    for (got_from, got_to), (want_from, want_to) in zip(parts.moves, expected):
+        torch.testing.assert_close(got_from, want_from)
+        torch.testing.assert_close(got_to, want_to)
 
 
 def test_source_image_of_another_size_is_resized_to_512() -> None:

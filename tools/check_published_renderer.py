@@ -32,7 +32,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / 'test')]
 
 from support.published_renderer_fixture import uniform, write_lightning_checkpoint  # noqa: E402
 
-from dystream_ros.face.published_renderer import HeadAnimator, image_to_input  # noqa: E402
+from dystream_ros.face.published_face import image_to_input  # noqa: E402
+from dystream_ros.face.published_renderer import HeadAnimator  # noqa: E402
 from dystream_ros.face.published_weights import convert_published_renderer, load_published_model  # noqa: E402
 
 

@@ -31,13 +31,8 @@ from pathlib import Path
 import torch
 
 from dystream_ros.errors import CheckpointError, DataError
-from dystream_ros.face.published_renderer import (
-    Blur,
-    HeadAnimator,
-    PublishedRenderer,
-    PublishedRendererConfig,
-    blur_kernel,
-)
+from dystream_ros.face.published_face import PublishedRenderer
+from dystream_ros.face.published_renderer import Blur, HeadAnimator, PublishedRendererConfig, blur_kernel
 from dystream_ros.resources import file_sha256
 
 FORMAT = 'dystream-published-renderer'

@@ -4,10 +4,46 @@ Kept apart from :mod:`dystream_ros.model.published`, which is the released netwo
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from dystream_ros.errors import ConfigError, StreamError
-from dystream_ros.model.published import FPS, HOP_SAMPLES, SAMPLE_RATE_HZ, Guidance, PublishedGenerator
+from dystream_ros.model.published import FPS, HOP_SAMPLES, SAMPLE_RATE_HZ, Guidance, PublishedConfig, PublishedGenerator
+
+
+class GeneratorSteps(Protocol):
+    """The two computations of a stream frame, on some backend (torch here, ONNX Runtime in
+    :mod:`dystream_ros.runtime.published_onnx`). Tensors in and out are float32 on :attr:`device`."""
+
+    config: PublishedConfig
+    device: torch.device
+
+    def features(self, track: int, audio: torch.Tensor) -> torch.Tensor:
+        """Audio (S,) of track 0 (self) or 1 (other) -> its 25 fps features (S / 640, audio_dim)."""
+
+    def next_latent(self, past: torch.Tensor, feat_self: torch.Tensor, feat_other: torch.Tensor,
+                    anchor: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Past (1, L, D), features (1, L, A) each, anchor (1, 1, D), noise (1, D) -> the next latent (1, D)."""
+
+
+class TorchGeneratorSteps:
+    """:class:`GeneratorSteps` of a :class:`PublishedGenerator` in torch, with its CFG weights and Euler steps."""
+
+    def __init__(self, model: PublishedGenerator, guidance: Guidance | None = None, steps: int = 5) -> None:
+        self.model, self.guidance, self.steps = model, guidance or Guidance(), steps
+        self.config, self.device = model.config, model.output_proj.weight.device
+        self.encoders = (model.audio_encoder_face, model.audio_encoder_face_other)
+
+    def features(self, track: int, audio: torch.Tensor) -> torch.Tensor:
+        """Audio (S,) -> 25 fps features (S / 640, audio_dim)."""
+        return self.encoders[track].encode_utterance(audio[None], FPS)[0]
+
+    def next_latent(self, past: torch.Tensor, feat_self: torch.Tensor, feat_other: torch.Tensor,
+                    anchor: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The GPT in the 5 CFG branches, then the head's Euler steps: (1, D)."""
+        conditions = self.model.conditions(past, feat_self, feat_other, anchor)
+        return self.model.sample(conditions, noise, self.guidance, self.steps)
 
 
 class PublishedStream:
@@ -27,20 +63,23 @@ class PublishedStream:
     :meth:`PublishedGenerator.generate` with the same noise.
     """
 
-    def __init__(self, model: PublishedGenerator, m0: torch.Tensor, *, lookahead_ms: float = 60.0,
+    def __init__(self, model: PublishedGenerator | GeneratorSteps, m0: torch.Tensor, *, lookahead_ms: float = 60.0,
                  history_frames: int = 96, guidance: Guidance | None = None, steps: int = 5,
                  noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> None:
         """Start a stream for reference latent ``m0`` (face_dim,); ``noise`` (T, face_dim) is used for the first
-        T frames (then ``generator`` draws), so a run can be reproduced."""
+        T frames (then ``generator`` draws), so a run can be reproduced. ``model`` is the torch network (run with
+        ``guidance`` and ``steps``) or another backend's :class:`GeneratorSteps`, whose own settings hold."""
+        if isinstance(model, PublishedGenerator):
+            model = TorchGeneratorSteps(model, guidance, steps)
         config = model.config
         if history_frames < config.context_frames + 1:
             msg = (f'history_frames must cover the {config.context_frames} features of the first frame and the '
                    f'frame itself, not {history_frames}')
             raise ConfigError(msg)
-        self.model, self.guidance, self.steps, self.generator = model, guidance or Guidance(), steps, generator
+        self.backend, self.config, self.generator = model, config, generator
         self.lookahead_samples = round(lookahead_ms * SAMPLE_RATE_HZ / 1000)
         self.history_frames = history_frames
-        self.device = model.output_proj.weight.device
+        self.device = model.device
         self.noise = None if noise is None else noise.reshape(-1, config.face_dim).to(self.device)
         context = config.context_frames
         self.anchor = m0.reshape(1, 1, config.face_dim).to(self.device)
@@ -84,29 +123,26 @@ class PublishedStream:
         return self._stacked(out)
 
     def _stacked(self, latents: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(latents) if latents else self.motion.new_zeros(0, self.model.config.face_dim)
+        return torch.stack(latents) if latents else self.motion.new_zeros(0, self.config.face_dim)
 
     def _encode(self, first_frame: int, end_sample: int) -> torch.Tensor:
         """Features (2, frames, audio_dim) of the window [first_frame * 640, end_sample), self and other."""
         window = self.audio[:, first_frame * HOP_SAMPLES - self.audio_start : end_sample - self.audio_start]
-        feats = [encoder.encode_utterance(track[None], FPS)[0] for encoder, track in
-                 zip((self.model.audio_encoder_face, self.model.audio_encoder_face_other), window)]
-        return torch.stack(feats)
+        return torch.stack([self.backend.features(track, audio) for track, audio in enumerate(window)])
 
     def _frame(self, end_sample: int) -> torch.Tensor:
-        model, frame, context = self.model, self.next_frame, self.model.config.context_frames
+        frame, context = self.next_frame, self.config.context_frames
         first = max(0, frame + 1 - self.history_frames)
         needed = [j for j in range(frame - context + 1, frame + 1) if j not in self.features]
         feats = self._encode(first, end_sample)  # (2, F, A)
         for j in needed:
             self.features[j] = feats[:, j - first]
         window = torch.stack([self.features[j] for j in range(frame - context + 1, frame + 1)], dim=1)  # (2, L, A)
-        conditions = model.conditions(self.motion[None], window[0:1], window[1:2], self.anchor)
         if self.noise is not None and self.generated < self.noise.shape[0]:
             noise = self.noise[self.generated : self.generated + 1]
         else:
-            noise = torch.randn(1, model.config.face_dim, generator=self.generator, device=self.device)
-        latent = model.sample(conditions, noise, self.guidance, self.steps)[0]
+            noise = torch.randn(1, self.config.face_dim, generator=self.generator, device=self.device)
+        latent = self.backend.next_latent(self.motion[None], window[0:1], window[1:2], self.anchor, noise)[0]
         self.motion = torch.cat([self.motion[1:], latent[None]])
         self.features.pop(frame - context + 1)
         self.next_frame, self.generated = frame + 1, self.generated + 1

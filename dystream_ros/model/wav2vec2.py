@@ -69,6 +69,13 @@ def normalize_utterance(audio: torch.Tensor) -> torch.Tensor:
     return ((x - mean) / torch.sqrt(var + NORM_EPS)).to(audio.dtype)
 
 
+def prepare_utterance(audio: torch.Tensor) -> torch.Tensor:
+    """Raw audio (B, S) -> the network's input (B, S + 80): normalised over the whole call, then
+    :data:`TAIL_PAD_SAMPLES` zeros appended (after the normalisation, OFF-M:645)."""
+    x = normalize_utterance(audio)
+    return torch.cat([x, x.new_zeros(x.shape[0], TAIL_PAD_SAMPLES)], dim=1)
+
+
 def conv_frames(num_samples: int, config: Wav2Vec2Config) -> int:
     """Feature frames (50 Hz) the feature encoder makes from ``num_samples`` samples."""
     for kernel, stride in zip(config.conv_kernel, config.conv_stride):
@@ -250,9 +257,6 @@ class Wav2Vec2(nn.Module):
     def encode_utterance(self, audio: torch.Tensor, fps: int) -> torch.Tensor:
         """Raw audio (B, S) -> (B, T, hidden) features at ``fps``, the way the official inference does it.
 
-        Normalise over the whole call, append :data:`TAIL_PAD_SAMPLES` zeros (after the normalisation, OFF-M:645),
-        encode, resample to ``fps``. With S = 640 n this gives n frames at 25 fps.
+        :func:`prepare_utterance`, encode, resample to ``fps``. With S = 640 n this gives n frames at 25 fps.
         """
-        x = normalize_utterance(audio)
-        x = torch.cat([x, x.new_zeros(x.shape[0], TAIL_PAD_SAMPLES)], dim=1)  # (B, S + 80)
-        return to_video_rate(self(x), fps)
+        return to_video_rate(self(prepare_utterance(audio)), fps)

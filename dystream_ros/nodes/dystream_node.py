@@ -101,7 +101,7 @@ class DystreamNode(LifecycleNode):
         """Read the parameters, load the model, the renderer and the neck mapping; create the publishers."""
         try:
             self._settings = settings = parameters.read(self)
-            self._engine = parameters.build_engine(settings, self._now_ns())
+            self._engine = parameters.build_engine(settings, self._now_ns(), progress=self.get_logger().info)
         except DystreamError as exc:
             self.get_logger().error(f'cannot configure: {exc}')
             return TransitionCallbackReturn.FAILURE

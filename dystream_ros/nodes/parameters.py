@@ -19,7 +19,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from dystream_ros.audio import AudioFormat
 from dystream_ros.errors import ConfigError
-from dystream_ros.face.published_weights import load_published_renderer
+from dystream_ros.face.published_face import PublishedRenderer
+from dystream_ros.face.published_weights import load_published_model
 from dystream_ros.face.renderers import default_portrait, load_portrait, make_renderer
 from dystream_ros.model.config import GUIDANCE_WEIGHTS
 from dystream_ros.model.published import Guidance
@@ -30,8 +31,11 @@ from dystream_ros.runtime.engine import EngineConfig, FaceEngine
 from dystream_ros.runtime.gaze import GazeConfig
 from dystream_ros.runtime.generator import StreamingGenerator
 from dystream_ros.runtime.published_generator import PublishedStreamingGenerator
+from dystream_ros.runtime.published_onnx import OnnxRendererParts
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
@@ -264,8 +268,6 @@ def _published_problems(values: dict[str, Any]) -> list[str]:
     if published and values['renderer'] not in ('published', 'none'):
         problems.append(f"model_path is the published generator, whose motion only the published renderer shows: "
                         f"renderer must be published or none, not {values['renderer']}")
-    if published and values['backend'] != 'torch':
-        problems.append('the published generator runs on the torch backend only (no ONNX export of it yet)')
     if values['renderer'] == 'published' and not published:
         problems.append('renderer published shows the published generator\'s motion: set model_path to a generator '
                         'converted by `dystream convert-official`')
@@ -279,8 +281,9 @@ def engine_config(settings: NodeSettings) -> EngineConfig:
     return EngineConfig(max_wait_ms=settings.max_wait_ms, inactive_after_s=settings.inactive_after_s)
 
 
-def build_engine(settings: NodeSettings, start_ns: int) -> FaceEngine:
-    """The face engine the settings describe: the generator, the renderer and the neck mapping, loaded."""
+def build_engine(settings: NodeSettings, start_ns: int, progress: Callable[[str], None] | None = None) -> FaceEngine:
+    """The face engine the settings describe: the generator, the renderer and the neck mapping, loaded.
+    ``progress`` gets a line per step of a long ONNX export (the published model's takes minutes)."""
     torch.set_num_threads(settings.num_threads)
     generator: Generator
     renderer = None
@@ -289,13 +292,16 @@ def build_engine(settings: NodeSettings, start_ns: int) -> FaceEngine:
         generator = AmplitudeGenerator()
     elif is_published_generator(settings.model_path):
         if settings.renderer == 'published':
-            renderer = load_published_renderer(settings.renderer_path, settings.device)
+            network = load_published_model(settings.renderer_path)
+            renderer = PublishedRenderer(network if settings.backend == 'torch' else OnnxRendererParts.for_model(
+                network, num_threads=settings.num_threads, progress=progress), settings.device)
             renderer.set_source(load_portrait(settings.avatar_image) if settings.avatar_image else default_portrait())
         guidance = Guidance(**{field: weights[name] for name, field in zip(GUIDANCE_WEIGHTS, PUBLISHED_GUIDANCE)
                                if name in weights})
         generator = PublishedStreamingGenerator(
             settings.model_path, device=settings.device, seed=settings.seed, steps=settings.steps, guidance=guidance,
-            anchor=renderer.source_latent if renderer is not None else None)  # m0: the portrait's latent
+            anchor=renderer.source_latent if renderer is not None else None,  # m0: the portrait's latent
+            backend=settings.backend, num_threads=settings.num_threads, progress=progress)
     else:
         generator = StreamingGenerator(
             settings.model_path or None, backend=settings.backend, device=settings.device, seed=settings.seed,

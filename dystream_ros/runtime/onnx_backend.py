@@ -102,15 +102,19 @@ def cache_names(config: ModelConfig, suffix: str = '') -> list[str]:
     return [f'{kind}_{i}{suffix}' for i in range(config.n_layer) for kind in ('k', 'v')]
 
 
-def export_key(model: DyStream, guidance: Guidance, steps: int) -> str:
-    """Hash of the weights, config, CFG branches and steps: the name of a cached export."""
+def weights_key(module: nn.Module, settings: object) -> str:
+    """Hash of a module's weights and the JSON of ``settings``: the name of a cached export."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([EXPORT_VERSION, model.config.to_dict(), guidance.names, guidance.coefficients,
-                              steps], sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def export_key(model: DyStream, guidance: Guidance, steps: int) -> str:
+    """Hash of the weights, config, CFG branches and steps: the name of a cached export."""
+    return weights_key(model, [EXPORT_VERSION, model.config.to_dict(), guidance.names, guidance.coefficients, steps])
 
 
 @contextlib.contextmanager
@@ -127,13 +131,58 @@ def _quiet() -> Iterator[None]:
         exporter_log.setLevel(level)
 
 
-def _export(module: nn.Module, args: tuple[Any, ...], path: Path, input_names: list[str],
-            output_names: list[str]) -> None:
-    # One self-contained file unless the weights exceed protobuf's 2 GB limit (then <name>.onnx.data beside it).
+def export_graph(module: nn.Module, args: tuple[Any, ...], path: Path, input_names: list[str],
+                 output_names: list[str], dynamic_shapes: dict[str, Any] | None = None) -> None:
+    """Export one graph (dynamo exporter, :data:`OPSET`), quietly.
+
+    One self-contained file unless the weights exceed protobuf's 2 GB limit (then <name>.onnx.data beside it).
+    ``dynamic_shapes`` gives the inputs' dynamic dimensions (``torch.export.Dim``) by argument name."""
     weight_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     with _quiet():
         torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          opset_version=OPSET, dynamo=True, external_data=weight_bytes > MAX_INLINE_BYTES)
+                          opset_version=OPSET, dynamo=True, external_data=weight_bytes > MAX_INLINE_BYTES,
+                          dynamic_shapes=dynamic_shapes)
+
+
+def open_sessions(folder: Path, names: tuple[str, ...], num_threads: int = 0) -> dict[str, Any]:
+    """ONNX Runtime sessions of ``folder/<name>.onnx``, on TensorRT, CUDA or the CPU, whichever are available
+    (:data:`PREFERRED_PROVIDERS`); ``num_threads`` intra-op CPU threads (0: ONNX Runtime chooses).
+
+    Raises:
+        CheckpointError: a graph is missing or ONNX Runtime cannot load it.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = set(ort.get_available_providers())
+    wanted = [p for p in PREFERRED_PROVIDERS if p in available]
+    sessions = {}
+    for name in names:
+        path = folder / f'{name}.onnx'
+        try:
+            sessions[name] = ort.InferenceSession(str(path), options, providers=wanted)
+        except Exception as exc:  # onnxruntime raises its own untyped errors  # noqa: BLE001
+            msg = f'cannot load ONNX graph {path}: {exc}'
+            raise CheckpointError(msg) from None
+    return sessions
+
+
+def read_export_meta(folder: Path, command: str) -> dict[str, Any]:
+    """The ``meta.json`` of an export in ``folder``; ``command`` is the one that makes it, for the error."""
+    meta_path = folder / 'meta.json'
+    if not meta_path.is_file():
+        msg = f'{folder} holds no ONNX export ({meta_path.name} missing); run `{command}`'
+        raise CheckpointError(msg)
+    return json.loads(meta_path.read_text())
+
+
+def export_is_current(folder: Path, key: str) -> bool:
+    """Whether ``folder`` holds the export whose key is ``key``."""
+    meta_path = folder / 'meta.json'
+    return meta_path.is_file() and json.loads(meta_path.read_text()).get('key') == key
 
 
 @torch.no_grad()
@@ -150,7 +199,7 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
     model.eval()
     window = torch.zeros(1, cfg.encoder_window_samples)
     for name, encoder in (('self', model.self_encoder), ('partner', model.partner_encoder)):
-        _export(EncoderStep(encoder), (window, encoder.init_state(1)), folder / f'encoder_{name}.onnx',
+        export_graph(EncoderStep(encoder), (window, encoder.init_state(1)), folder / f'encoder_{name}.onnx',
                 ['window', 'state'], ['feature', 'state_out'])
     anchor = model.motion_mean[None].clone()
     (state_self, silence_self), (state_partner, silence_partner) = (model.self_encoder.silence(),
@@ -158,13 +207,13 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
     save_file({'state_self': state_self.numpy(), 'feature_self': silence_self.numpy(),
                'state_partner': state_partner.numpy(), 'feature_partner': silence_partner.numpy()},
               str(folder / 'silence.safetensors'))
-    _export(PrefixStep(model, guidance), (anchor, silence_self, silence_partner), folder / 'prefix.onnx',
+    export_graph(PrefixStep(model, guidance), (anchor, silence_self, silence_partner), folder / 'prefix.onnx',
             ['anchor', 'silence_self', 'silence_partner'], cache_names(cfg))
     cache = model.prefix_cache(anchor, silence_self, silence_partner, guidance.mask_tensor())
     flat = [t for kv in cache for t in kv]
     # Distinct tensors for every input: the tracer merges inputs that are the same tensor object.
     rope_cos, rope_sin = rope_at(frame_position(cfg, 0), cfg)
-    _export(GeneratorStep(model, guidance, steps),
+    export_graph(GeneratorStep(model, guidance, steps),
             (anchor.clone(), silence_self.clone(), silence_partner.clone(), anchor.clone(),
              torch.zeros(1, cfg.motion_dim), rope_cos, rope_sin, cache_slot(frame_position(cfg, 0), cfg),
              [t.clone() for t in flat]),
@@ -184,29 +233,10 @@ class OnnxBackend:
     light = False  # the Euler steps are built into the graph: none can be shed
 
     def __init__(self, folder: str | os.PathLike[str], num_threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        folder = Path(folder)
-        meta_path = folder / 'meta.json'
-        if not meta_path.is_file():
-            msg = f'{folder} holds no ONNX export ({meta_path.name} missing); run `dystream export-onnx`'
-            raise CheckpointError(msg)
-        self.meta = json.loads(meta_path.read_text())
+        self.folder = folder = Path(folder)
+        self.meta = read_export_meta(folder, 'dystream export-onnx')
         self.config = ModelConfig.from_dict(self.meta['config'])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        available = set(ort.get_available_providers())
-        wanted = [p for p in PREFERRED_PROVIDERS if p in available]
-        self.sessions = {}
-        for name in ('encoder_self', 'encoder_partner', 'prefix', 'step'):
-            path = folder / f'{name}.onnx'
-            try:
-                self.sessions[name] = ort.InferenceSession(str(path), options, providers=wanted)
-            except Exception as exc:  # onnxruntime raises its own untyped errors  # noqa: BLE001
-                msg = f'cannot load ONNX graph {path}: {exc}'
-                raise CheckpointError(msg) from None
+        self.sessions = open_sessions(folder, ('encoder_self', 'encoder_partner', 'prefix', 'step'), num_threads)
         self.providers = self.sessions['step'].get_providers()
         self._cache_in = cache_names(self.config)
         self._silence = load_file(str(folder / 'silence.safetensors'))  # state_self, feature_self, ...
@@ -217,8 +247,7 @@ class OnnxBackend:
         """The backend of an export of ``model`` with these settings, exporting first if none is up to date."""
         key = export_key(model, guidance, steps)
         folder = Path(onnx_dir) if onnx_dir is not None else default_onnx_dir() / key
-        meta_path = folder / 'meta.json'
-        if not meta_path.is_file() or json.loads(meta_path.read_text()).get('key') != key:
+        if not export_is_current(folder, key):
             logger.info('exporting DyStream to ONNX in %s', folder)
             export_onnx(model, folder, guidance, steps)
         return cls(folder, num_threads)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,8 +21,9 @@ import torch
 from dystream_ros.errors import ConfigError, StreamError
 from dystream_ros.model.published import Guidance, PublishedGenerator
 from dystream_ros.model.published_checkpoint import load_published_generator
-from dystream_ros.model.published_stream import PublishedStream
+from dystream_ros.model.published_stream import GeneratorSteps, PublishedStream, TorchGeneratorSteps
 from dystream_ros.runtime.frames import MotionFrame, check_step_audio, lookahead_samples
+from dystream_ros.runtime.published_onnx import OnnxGeneratorSteps
 from dystream_ros.units import SAMPLES_PER_FRAME, STREAMS
 
 LOOKAHEAD_MS = 60  # the paper's; the published encoder sees it as the end of its window
@@ -38,6 +40,11 @@ class PublishedStreamingGenerator:
         seed: seed of the sampler noise.
         steps: Euler steps of the flow head (the authors' demo: 5).
         guidance: the authors' demo weights (audio 0.5, other audio 0.5, anchor 0, all 1) if None.
+        backend: 'torch', or 'onnx' for ONNX Runtime (TensorRT, CUDA or CPU, whichever is available) on an
+            export of the model with these ``guidance`` and ``steps``, made on first use and cached.
+        onnx_dir: where the ONNX export is (or is made); default: a cache folder named by the weights' hash.
+        num_threads: ONNX Runtime's CPU threads (0: its default).
+        progress: called with a line per exported graph (an export of the full-size model takes minutes).
     """
 
     motion_space = 'latent'
@@ -46,11 +53,24 @@ class PublishedStreamingGenerator:
 
     def __init__(self, model: PublishedGenerator | str | os.PathLike[str], *, device: str = 'cpu',
                  anchor: np.ndarray | None = None, seed: int = 0, steps: int = 5,
-                 guidance: Guidance | None = None) -> None:
-        self.model = model if isinstance(model, PublishedGenerator) else load_published_generator(model, device)
-        self.device = self.model.output_proj.weight.device
-        self.providers = [f'torch:{self.device}']
+                 guidance: Guidance | None = None, backend: str = 'torch',
+                 onnx_dir: str | os.PathLike[str] | None = None, num_threads: int = 0,
+                 progress: Callable[[str], None] | None = None) -> None:
+        if backend not in ('torch', 'onnx'):
+            msg = f"backend must be 'torch' or 'onnx', not {backend!r}"
+            raise ConfigError(msg)
+        network = model if isinstance(model, PublishedGenerator) else load_published_generator(
+            model, device if backend == 'torch' else 'cpu')
         self.steps, self.guidance, self.seed = steps, guidance or Guidance(), seed
+        self.backend: GeneratorSteps
+        if backend == 'onnx':  # the torch network is let go once exported: ONNX Runtime holds its own copy
+            self.backend = OnnxGeneratorSteps.for_model(network, self.guidance, steps, onnx_dir, num_threads,
+                                                        progress)
+            self.providers = self.backend.providers
+        else:
+            self.backend = TorchGeneratorSteps(network, self.guidance, steps)
+            self.providers = [f'torch:{self.backend.device}']
+        self.device = self.backend.device
         self.stage_ms: dict[str, float] = {}
         self._anchor = self._check_anchor(anchor)
         self.reset(0)
@@ -58,7 +78,7 @@ class PublishedStreamingGenerator:
     @property
     def motion_dim(self) -> int:
         """Values per frame: the latent's 512."""
-        return self.model.config.face_dim
+        return self.backend.config.face_dim
 
     def shed(self, light: bool) -> bool:  # noqa: ARG002 (the guidance branches share one batch: nothing to drop)
         """Nothing to shed: the engine skips frames instead when this generator falls behind."""
@@ -73,8 +93,8 @@ class PublishedStreamingGenerator:
             self.seed = seed
         self.first_frame = self.next_frame = first_frame
         noise = torch.Generator(device=self.device).manual_seed(self.seed)
-        self.stream = PublishedStream(self.model, torch.from_numpy(self._anchor), lookahead_ms=self.lookahead_ms,
-                                      guidance=self.guidance, steps=self.steps, generator=noise)
+        self.stream = PublishedStream(self.backend, torch.from_numpy(self._anchor), lookahead_ms=self.lookahead_ms,
+                                      generator=noise)
 
     def input_start(self, frame: int) -> int:
         """First sample ``step(frame)`` reads: the first one the stream has not had."""
