@@ -53,13 +53,26 @@ def published_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope='session')
-def published_onnx_export(published_generator: Path, tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
-    """`dystream export-onnx --model <published generator>` into a fresh cache folder (the node's default
-    settings), as a user runs it before starting dystream_node with backend:=onnx."""
+def published_renderer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random-weight published renderer (full size: it has no other), rebuilt from its manifest and converted."""
+    from support.published_renderer_fixture import regenerate_state_dict, write_lightning_checkpoint
+
+    from dystream_ros.face.published_weights import convert_published_renderer
+
+    folder = tmp_path_factory.mktemp('published_renderer')
+    checkpoint = write_lightning_checkpoint(folder / 'renderer.ckpt', regenerate_state_dict())
+    return convert_published_renderer(checkpoint, folder / 'renderer.safetensors')
+
+
+@pytest.fixture(scope='session')
+def published_onnx_export(published_generator: Path, published_renderer: Path,
+                          tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
+    """`dystream export-onnx --model <published generator> --renderer <published renderer>` into a fresh cache
+    folder (the node's default settings), as a user runs it before starting dystream_node with backend:=onnx."""
     cache = tmp_path_factory.mktemp('dystream_cache')
     result = subprocess.run(
         [sys.executable, '-m', 'dystream_ros.cli', 'export-onnx', '--model', str(published_generator),
-         '--check-frames', '4'],
+         '--renderer', str(published_renderer), '--check-frames', '4'],
         cwd=Path(__file__).resolve().parent.parent, env={**os.environ, 'DYSTREAM_CACHE': str(cache)},
         capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

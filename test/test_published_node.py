@@ -20,9 +20,12 @@ import rclpy
 import torch
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile
+from rclpy.publisher import Publisher
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from support.graph import stop_node_and_graph
+from support.onnx_export import OnnxExport
 
 from dystream_ros.audio import AudioFormat
 from dystream_ros.model.published_checkpoint import load_published_generator
@@ -90,6 +93,19 @@ def _start_face(*parameters: str) -> subprocess.Popen:
                             text=True)
 
 
+def _speak(executor: SingleThreadedExecutor, publishers: dict[str, Publisher], voices: dict[str, np.ndarray]) -> int:
+    """Publish both voices at a microphone's pace (32 ms messages, stamped), spinning; return the first stamp."""
+    start = time.time_ns()
+    for k in range(len(voices['self']) // 512):
+        stamp = start + k * 32_000_000
+        for name, publisher in publishers.items():
+            pcm = (voices[name][k * 512:(k + 1) * 512] * 32767).astype('<i2').tobytes()
+            publisher.publish(AudioDataStamped(header=Header(stamp=time_message(stamp)), audio=AudioData(data=pcm)))
+        while time.time_ns() < stamp + 32_000_000:
+            executor.spin_once(timeout_sec=0.005)
+    return start
+
+
 @pytest.mark.realtime
 @pytest.mark.parametrize('backend', ['torch', 'onnx'])
 def test_dystream_node_streams_the_published_latents_on_face_motion(
@@ -113,14 +129,7 @@ def test_dystream_node_streams_the_published_latents_on_face_motion(
             executor.spin_once(timeout_sec=0.1)
         assert motion, 'the node never started'
         started = len(motion)
-        start = time.time_ns()
-        for k in range(len(voices['self']) // 512):  # a microphone's pace: 32 ms messages
-            stamp = start + k * 32_000_000
-            for publisher, name in ((self_pub, 'self'), (partner_pub, 'partner')):
-                pcm = (voices[name][k * 512:(k + 1) * 512] * 32767).astype('<i2').tobytes()
-                publisher.publish(AudioDataStamped(header=Header(stamp=time_message(stamp)), audio=AudioData(data=pcm)))
-            while time.time_ns() < stamp + 32_000_000:
-                executor.spin_once(timeout_sec=0.005)
+        start = _speak(executor, {'self': self_pub, 'partner': partner_pub}, voices)
         end = time.monotonic() + 3
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
@@ -137,8 +146,53 @@ def test_dystream_node_streams_the_published_latents_on_face_motion(
     assert all(len(m.motion_latent) == 512 and not m.blendshape_names and not m.blendshape_weights for m in spoken)
     latents = np.array([m.motion_latent for m in spoken])
     assert np.all(np.isfinite(latents)) and np.abs(np.diff(latents, axis=0)).max() > 1e-3
-    stamps = [m.header.stamp.sec * NS_PER_S + m.header.stamp.nanosec for m in spoken]
+    stamps = [_stamp(m) for m in spoken]
     assert sum(start <= s < start + 4 * NS_PER_S for s in stamps) >= 20  # stamped with the speech's own time
+
+
+@pytest.mark.realtime
+def test_dystream_node_shows_the_published_face_with_onnx_runtime(
+        converted: Path, published_renderer: Path, published_onnx_export: OnnxExport,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The published renderer is full size (512 px; about 13 s a frame on one core): the node renders what it can and
+    # skips the rest. What is checked: the published face reaches face/image, from live audio, in a ROS graph.
+    monkeypatch.setenv('DYSTREAM_CACHE', str(published_onnx_export.cache))
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('published_viewer', context=context)
+    images: list[Image] = []
+    motion: list[FaceMotion] = []
+    node.create_subscription(Image, 'face/image', images.append, qos_profile_sensor_data)
+    node.create_subscription(FaceMotion, 'face/motion', motion.append, QoSProfile(depth=100))
+    publishers = {name: node.create_publisher(AudioDataStamped, f'{name}_audio', QoSProfile(depth=100))
+                  for name in ('self', 'partner')}
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    face = _start_face(f'model_path={converted}', 'renderer=published', f'renderer_path={published_renderer}',
+                       'backend=onnx', 'max_wait_ms=1000.0')
+    try:
+        deadline = time.monotonic() + 180
+        while not motion and time.monotonic() < deadline and face.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        assert motion, 'the node never started'
+        start = _speak(executor, publishers, {'self': _voice(2.0, 0), 'partner': 0.5 * _voice(2.0, 1)})
+        deadline = time.monotonic() + 60
+        while (not any(_stamp(i) >= start for i in images) and time.monotonic() < deadline
+               and face.poll() is None):
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        log = stop_node_and_graph(face, signal.SIGINT, executor, node, context)
+    assert face.returncode == 0, log[-3000:]
+    assert 'CPUExecutionProvider' in log and 'exporting' not in log, log[-3000:]
+    spoken = [i for i in images if _stamp(i) >= start]
+    assert spoken, log[-3000:]
+    picture = np.frombuffer(spoken[0].data, np.uint8).reshape(spoken[0].height, spoken[0].width, 3)
+    assert (spoken[0].width, spoken[0].height, spoken[0].encoding) == (512, 512, 'rgb8')
+    assert picture.std() > 5  # a picture, not a blank
+
+
+def _stamp(message: Image | FaceMotion) -> int:
+    return message.header.stamp.sec * NS_PER_S + message.header.stamp.nanosec
 
 
 def test_dystream_node_refuses_to_show_the_published_motion_with_another_renderer(converted: Path) -> None:

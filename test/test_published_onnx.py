@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 import torch
 from support.onnx_export import OnnxExport
-from support.published_renderer_fixture import regenerate_state_dict, write_lightning_checkpoint
 
 from dystream_ros.errors import CheckpointError
 from dystream_ros.face.published_face import PublishedRenderer, TorchRendererParts
-from dystream_ros.face.published_weights import convert_published_renderer, load_published_model
+from dystream_ros.face.published_weights import load_published_model
 from dystream_ros.model.published import HOP_SAMPLES, Guidance
 from dystream_ros.model.published_checkpoint import load_published_generator
 from dystream_ros.model.published_stream import PublishedStream, TorchGeneratorSteps
@@ -54,7 +53,10 @@ def test_dystream_export_onnx_exports_the_published_generator_and_checks_it(
     assert report['providers'][-1] == 'CPUExecutionProvider'
     progress = [line.split(' in ')[0] for line in published_onnx_export.progress.splitlines()
                 if line.startswith('exported')]
-    assert progress == ['exported encoder_self', 'exported encoder_other', 'exported frame (GPT and flow head)']
+    assert progress == ['exported encoder_self', 'exported encoder_other', 'exported frame (GPT and flow head)',
+                        'exported renderer_source (face and motion encoders)',
+                        'exported renderer_segmap (flow estimator and warp)',
+                        'exported renderer_decode (SPADE decoder)']
     assert Path(report['out']).parent == published_onnx_export.cache / 'onnx'
     meta = json.loads((Path(report['out']) / 'meta.json').read_text())
     assert meta['guidance'] == Guidance().__dict__ and meta['steps'] == 5  # baked into the graph, and said so
@@ -91,16 +93,17 @@ def test_a_folder_without_an_export_is_refused_with_the_command_that_makes_one(t
         OnnxRendererParts(tmp_path)
 
 
-@pytest.fixture(scope='module')
-def renderer_network(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
-    folder = tmp_path_factory.mktemp('renderer')
-    checkpoint = write_lightning_checkpoint(folder / 'renderer.ckpt', regenerate_state_dict())
-    return load_published_model(convert_published_renderer(checkpoint, folder / 'renderer.safetensors'))
-
-
-def test_the_onnx_renderer_parts_give_the_torch_parts(renderer_network: torch.nn.Module, tmp_path: Path) -> None:
-    onnx = OnnxRendererParts.for_model(renderer_network, tmp_path / 'onnx', num_threads=2)
-    torch_parts = TorchRendererParts(renderer_network)
+def test_the_onnx_renderer_parts_give_the_torch_parts(published_renderer: Path, published_onnx_export: OnnxExport,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    report = published_onnx_export.report['renderer']
+    assert report['max_level_diff_vs_torch'] <= 1  # a whole 512 px frame, made by the export command
+    assert Path(report['out']).parent == published_onnx_export.cache / 'onnx'
+    monkeypatch.setenv('DYSTREAM_CACHE', str(published_onnx_export.cache))
+    network = load_published_model(published_renderer)
+    lines: list[str] = []
+    onnx = OnnxRendererParts.for_model(network, num_threads=2, progress=lines.append)
+    assert lines == []  # found in the cache
+    torch_parts = TorchRendererParts(network)
     portrait = torch.from_numpy(np.random.default_rng(2).uniform(-1, 1, (1, 3, 512, 512)).astype(np.float32))
     with torch.no_grad():
         appearance, latent = torch_parts.source(portrait)

@@ -26,7 +26,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from dystream_ros.errors import CheckpointError, ConfigError
-from dystream_ros.model.published import PublishedConfig, PublishedGenerator, reset_position_tables
+from dystream_ros.model.published import PublishedConfig, PublishedGenerator
+from dystream_ros.model.published_layers import reset_position_tables
 from dystream_ros.model.wav2vec2 import fold_weight_norm
 from dystream_ros.resources import file_sha256
 

@@ -129,11 +129,17 @@ def late_voice_problems(status: EngineStatus) -> list[str]:
 
 
 def face_diagnostics(name: str, status: EngineStatus, unrendered: int, values: dict[str, object],
-                     problems: Collection[str] = (), lightened: int = 0) -> DiagnosticStatus:
+                     problems: Collection[str] = (), lightened: int = 0,
+                     renderer: str = 'stylised') -> DiagnosticStatus:
     """The node's DiagnosticStatus: WARN, saying why, when ``problems`` (e.g. wrong publishers) are given, frames
-    were dropped, or work was shed in the last second (``unrendered`` images, ``lightened`` Euler steps)."""
+    were dropped, or work was shed in the last second (``unrendered`` images, ``lightened`` Euler steps); the
+    advice fits the ``renderer`` parameter."""
     warnings = list(problems)
-    if unrendered:
+    if unrendered and renderer == 'published':
+        warnings.append(f'short of time: {unrendered} frames in the last second got no image (their motion was '
+                        'published); the published renderer needs a GPU: device cuda, or backend onnx with '
+                        'onnxruntime-gpu')
+    elif unrendered:
         warnings.append(f'short of time: {unrendered} frames in the last second got no image (their motion and pose '
                         'were published); lower image_size, use the stylised renderer or backend onnx, or free the CPU')
     if lightened:

@@ -310,7 +310,8 @@ class DystreamNode(LifecycleNode):
         for problem in set(problems) - self._problems_logged:
             self.get_logger().warning(problem)
         self._problems_logged = set(problems)
-        diagnostics = conversions.face_diagnostics(name, status, unrendered, values, problems, lightened)
+        diagnostics = conversions.face_diagnostics(name, status, unrendered, values, problems, lightened,
+                                                   self._settings.renderer)
         if unrendered or lightened:
             self.get_logger().warning(diagnostics.message, throttle_duration_sec=LOG_EVERY_S)
         self._publish_diagnostics(diagnostics)
