@@ -12,7 +12,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 if TYPE_CHECKING:
-    from dystream_ros.model.published import PublishedConfig
+    from dystream_ros.model.published_config import PublishedConfig
 
 LN_EPS = 1e-5  # every LayerNorm, the head's affine-free ones included (PyTorch's default; checked on the goldens)
 
