@@ -135,3 +135,10 @@ def test_the_published_benchmark_times_the_onnx_generator(published_generator: P
     assert report['backend'] == 'onnx' and report['generator']['providers'][-1] == 'CPUExecutionProvider'
     assert report['generator']['frames'] == 2 and report['generator']['ms_per_frame'] > 0
     assert 'exporting' not in done.stderr  # the export in the cache, found by the weights' hash
+
+
+def test_an_export_that_cannot_be_written_is_refused_with_the_reason(published_generator: Path,
+                                                                     tmp_path: Path) -> None:
+    (tmp_path / 'cache').write_text('a file where the cache folder should be')
+    with pytest.raises(CheckpointError, match=r'ONNX export of encoder_self.onnx into .* failed .*backend torch'):
+        OnnxGeneratorSteps.for_model(load_published_generator(published_generator), onnx_dir=tmp_path / 'cache' / 'x')

@@ -133,15 +133,25 @@ def _quiet() -> Iterator[None]:
 
 def export_graph(module: nn.Module, args: tuple[Any, ...], path: Path, input_names: list[str],
                  output_names: list[str], dynamic_shapes: dict[str, Any] | None = None) -> None:
-    """Export one graph (dynamo exporter, :data:`OPSET`), quietly.
+    """Export one graph (dynamo exporter, :data:`OPSET`), quietly, making its folder if needed.
 
     One self-contained file unless the weights exceed protobuf's 2 GB limit (then <name>.onnx.data beside it).
-    ``dynamic_shapes`` gives the inputs' dynamic dimensions (``torch.export.Dim``) by argument name."""
+    ``dynamic_shapes`` gives the inputs' dynamic dimensions (``torch.export.Dim``) by argument name.
+
+    Raises:
+        CheckpointError: the exporter failed or the file could not be written (the torch backend still works).
+    """
     weight_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    with _quiet():
-        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          opset_version=OPSET, dynamo=True, external_data=weight_bytes > MAX_INLINE_BYTES,
-                          dynamic_shapes=dynamic_shapes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _quiet():
+            torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                              opset_version=OPSET, dynamo=True, external_data=weight_bytes > MAX_INLINE_BYTES,
+                              dynamic_shapes=dynamic_shapes)
+    except (torch.onnx.OnnxExporterError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = f'the ONNX export of {path.name} into {path.parent} failed ({first_line}); backend torch runs without it'
+        raise CheckpointError(msg) from exc
 
 
 def open_sessions(folder: Path, names: tuple[str, ...], num_threads: int = 0) -> dict[str, Any]:
@@ -193,7 +203,6 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
     guidance = guidance or Guidance.from_config(cfg)
     steps = steps or cfg.steps
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if model.motion_mean.device.type != 'cpu':  # export from a CPU copy; leave the caller's model where it is
         model = copy.deepcopy(model).to('cpu')
     model.eval()

@@ -88,7 +88,6 @@ def export_published_generator(model: PublishedGenerator, folder: str | os.PathL
     say = progress or (lambda _line: None)
     guidance = guidance or Guidance()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     model = model.to('cpu').eval()
     config = model.config
     samples = torch.export.Dim('samples', min=MIN_WINDOW_SAMPLES, max=MAX_WINDOW_SAMPLES)
@@ -163,7 +162,6 @@ def export_published_renderer(model: HeadAnimator, folder: str | os.PathLike[str
     """Export the renderer's three graphs and ``meta.json`` into ``folder``; return it."""
     say = progress or (lambda _line: None)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     parts = TorchRendererParts(model, 'cpu')
     image = torch.zeros(1, 3, model.config.image_size, model.config.image_size)
     _timed(say, 'renderer_source (face and motion encoders)', lambda: export_graph(
