@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'render': ('dystream_ros.apps.video', 'render a face video (mp4 with sound) from the voices of a conversation'),
     'bag': ('dystream_ros.apps.bag_tools', 'replay, record or render rosbag2 files (mcap, sqlite3)'),
     'eval': ('dystream_ros.apps.evaluate', 'evaluate the model on held-out TTS and real speech, next to baselines'),
+    'ablate-lookahead': ('dystream_ros.apps.lookahead_ablation',
+                         'train and score the model with 0, 20, 40 and 60 ms of lookahead (the paper\'s Table 3)'),
     'demo': ('dystream_ros.apps.demo',
              'run the node on the demo conversation; write out/demo.mp4 and out/demo_latency.json'),
     'extract': ('dystream_ros.data.extract', 'track the face in talking videos and write training samples'),

@@ -122,6 +122,12 @@ def _mean_over_seeds(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
+def lipsync_over_seeds(generator: Generator, clips: list[Clip], seeds: int) -> dict[str, Any]:
+    """Lip sync of ``generator`` streamed over ``clips`` as the node streams them, with sampler seeds 0..seeds-1."""
+    return _mean_over_seeds([_lipsync([_generate(generator, clip, seed=seed) for clip in clips], clips)
+                             for seed in range(seeds)])
+
+
 def _nods(motions: list[np.ndarray], clips: list[Clip]) -> float:
     ratios = [metrics.listening_nod_ratio(get_values(m, 'headPitch')[:, 0],
                                           metrics.activity_with_hangover(c.self_active, VOICE_HANGOVER),

@@ -131,6 +131,14 @@ def _quiet() -> Iterator[None]:
         exporter_log.setLevel(level)
 
 
+def on_cpu(model: nn.Module) -> nn.Module:
+    """``model`` on the CPU, where export traces it: a copy when it lives elsewhere (a GPU), so that the caller's
+    model stays where it is."""
+    if all(t.device.type == 'cpu' for t in (*model.parameters(), *model.buffers())):
+        return model
+    return copy.deepcopy(model).to('cpu')
+
+
 def export_graph(module: nn.Module, args: tuple[Any, ...], path: Path, input_names: list[str],
                  output_names: list[str], dynamic_shapes: dict[str, Any] | None = None) -> None:
     """Export one graph (dynamo exporter, :data:`OPSET`), quietly, making its folder if needed.
@@ -203,9 +211,7 @@ def export_onnx(model: DyStream, folder: str | os.PathLike[str], guidance: Guida
     guidance = guidance or Guidance.from_config(cfg)
     steps = steps or cfg.steps
     folder = Path(folder)
-    if model.motion_mean.device.type != 'cpu':  # export from a CPU copy; leave the caller's model where it is
-        model = copy.deepcopy(model).to('cpu')
-    model.eval()
+    model = on_cpu(model).eval()
     window = torch.zeros(1, cfg.encoder_window_samples)
     for name, encoder in (('self', model.self_encoder), ('partner', model.partner_encoder)):
         export_graph(EncoderStep(encoder), (window, encoder.init_state(1)), folder / f'encoder_{name}.onnx',

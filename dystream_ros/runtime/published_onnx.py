@@ -37,6 +37,7 @@ from dystream_ros.runtime.onnx_backend import (
     default_onnx_dir,
     export_graph,
     export_is_current,
+    on_cpu,
     open_sessions,
     read_export_meta,
     weights_key,
@@ -88,7 +89,7 @@ def export_published_generator(model: PublishedGenerator, folder: str | os.PathL
     say = progress or (lambda _line: None)
     guidance = guidance or Guidance()
     folder = Path(folder)
-    model = model.to('cpu').eval()
+    model = on_cpu(model).eval()
     config = model.config
     samples = torch.export.Dim('samples', min=MIN_WINDOW_SAMPLES, max=MAX_WINDOW_SAMPLES)
     window = torch.zeros(1, SAMPLE_RATE_HZ)  # an example: the graph takes any length in the Dim's range
@@ -162,6 +163,7 @@ def export_published_renderer(model: HeadAnimator, folder: str | os.PathLike[str
     """Export the renderer's three graphs and ``meta.json`` into ``folder``; return it."""
     say = progress or (lambda _line: None)
     folder = Path(folder)
+    model = on_cpu(model)
     parts = TorchRendererParts(model, 'cpu')
     image = torch.zeros(1, 3, model.config.image_size, model.config.image_size)
     _timed(say, 'renderer_source (face and motion encoders)', lambda: export_graph(
