@@ -100,8 +100,8 @@ def _validation_clips(count: int, seconds: float) -> dict[str, list[Any]]:
             for band, cut in BANDWIDTHS.items()}
 
 
-def score(model: Path, count: int, seconds: float, seeds: int) -> dict[str, Any]:
-    """One model's lip sync on the validation split, as recorded and at telephone bandwidth (one process)."""
+def score(model: Path, clips: dict[str, list[Any]], seeds: int) -> dict[str, Any]:
+    """One model's lip sync on the validation clips of each bandwidth (one process, one thread)."""
     import torch
 
     from dystream_ros.apps.evaluate import lipsync_over_seeds
@@ -110,24 +110,28 @@ def score(model: Path, count: int, seconds: float, seeds: int) -> dict[str, Any]
     torch.set_num_threads(1)
     generator = StreamingGenerator(model, seed=0)
     return {'lookahead_ms': generator.config.lookahead_ms,
-            **{band: lipsync_over_seeds(generator, clips, seeds)
-               for band, clips in _validation_clips(count, seconds).items()}}
+            **{band: lipsync_over_seeds(generator, band_clips, seeds) for band, band_clips in clips.items()}}
 
 
 def score_all(out: Path, lookaheads: list[int], jobs: int, count: int, seconds: float,
               seeds: int) -> list[dict[str, Any]]:
-    """Score every trained model, ``jobs`` at a time; checks each model holds the lookahead it was trained for."""
+    """Score every trained model, ``jobs`` at a time, on the same clips (made once here: espeak-ng carries state
+    from one utterance to the next, so clips made again in a worker could differ); checks that each model holds
+    the lookahead it was trained for."""
     print(f'scoring {len(lookaheads)} models on {count} validation conversations of {seconds:.0f} s, {seeds} '
           f'sampler seeds, as recorded and at telephone band', file=sys.stderr)
+    clips = _validation_clips(count, seconds)
     models = [_run_folder(out, la) / 'model.safetensors' for la in lookaheads]
+    rows = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        rows = list(pool.map(score, models, [count] * len(models), [seconds] * len(models), [seeds] * len(models)))
-    for la, row in zip(lookaheads, rows):
-        if row['lookahead_ms'] != la:
-            msg = f'{_run_folder(out, la)} holds a model with lookahead {row["lookahead_ms"]} ms, not {la}'
-            raise ConfigError(msg)
-        print(f'lookahead {la} ms: lip sync {row["recorded"]["lipsync_corr"]} recorded, '
-              f'{row["telephone"]["lipsync_corr"]} telephone', file=sys.stderr)
+        scored = pool.map(score, models, [clips] * len(models), [seeds] * len(models))
+        for la, row in zip(lookaheads, scored):  # in order, each as soon as it is done
+            if row['lookahead_ms'] != la:
+                msg = f'{_run_folder(out, la)} holds a model with lookahead {row["lookahead_ms"]} ms, not {la}'
+                raise ConfigError(msg)
+            print(f'lookahead {la} ms: lip sync {row["recorded"]["lipsync_corr"]} recorded, '
+                  f'{row["telephone"]["lipsync_corr"]} telephone', file=sys.stderr)
+            rows.append(row)
     return rows
 
 
