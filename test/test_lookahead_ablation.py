@@ -45,6 +45,12 @@ def test_each_lookahead_is_trained_scored_and_reported(corpus: Path, tmp_path: P
     assert weights.stat().st_mtime_ns == before
     assert 'lookahead 0 ms: already trained' in capsys.readouterr().err
 
+    # another recipe is another experiment: trained afresh
+    other = [*QUICK[:-1], QUICK[-1].replace('--seed 3', '--seed 4')]
+    assert main(['ablate-lookahead', str(corpus), '--out', str(out), '--lookahead-ms', '0', *other]) == 0
+    assert weights.stat().st_mtime_ns != before
+    assert 'lookahead 0 ms: trained' in capsys.readouterr().err
+
 
 def test_a_recipe_that_sets_the_lookahead_is_refused(corpus: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,8 +7,9 @@ scored on the validation split (held-out voices and texts, seed 2000: never the 
 as the node streams, as recorded and at telephone bandwidth, over several sampler seeds. The lookahead is the same
 in training and inference, as in the paper.
 
-Output folder: ``lookahead_<L>ms/`` (a ``dystream train`` folder each; a finished one is reused, so an interrupted
-run continues), ``ablation.json``, ``ablation.md`` (the table) and ``ablation.png`` (lip sync by lookahead).
+Output folder: ``lookahead_<L>ms/`` (a ``dystream train`` folder each; a finished one made with the same recipe and
+data is reused, so an interrupted run continues), ``ablation.json``, ``ablation.md`` (the table) and
+``ablation.png`` (lip sync by lookahead).
 """
 from __future__ import annotations
 
@@ -43,8 +44,16 @@ def _trained_steps(folder: Path) -> int:
     return json.loads(lines[-1])['step'] if lines else 0
 
 
-def _finished(folder: Path, steps: int) -> bool:
-    return (folder / 'model.safetensors').is_file() and _trained_steps(folder) >= steps
+def _train_command(data: list[Path], folder: Path, lookahead_ms: int, steps: int, recipe: list[str]) -> list[str]:
+    return [sys.executable, '-m', 'dystream_ros.cli', 'train', *map(str, data), '--out', str(folder),
+            '--steps', str(steps), '--lookahead-ms', str(lookahead_ms), '--no-progress', *recipe]
+
+
+def _finished(folder: Path, command: list[str], steps: int) -> bool:
+    """Whether ``folder`` holds a training made by ``command`` (its recipe and data) that reached ``steps``."""
+    made_by = folder / 'command.json'
+    return ((folder / 'model.safetensors').is_file() and made_by.is_file()
+            and json.loads(made_by.read_text())[1:] == command[1:] and _trained_steps(folder) >= steps)
 
 
 def train_all(data: list[Path], out: Path, lookaheads: list[int], steps: int, jobs: int,
@@ -53,7 +62,8 @@ def train_all(data: list[Path], out: Path, lookaheads: list[int], steps: int, jo
 
     Each training is a ``dystream train`` process with ``OMP_NUM_THREADS=1``, its output in ``train.out`` of its
     folder. Raises ConfigError naming the log of a training that fails."""
-    pending = [la for la in lookaheads if not _finished(_run_folder(out, la), steps)]
+    commands = {la: _train_command(data, _run_folder(out, la), la, steps, recipe) for la in lookaheads}
+    pending = [la for la in lookaheads if not _finished(_run_folder(out, la), commands[la], steps)]
     for la in sorted(set(lookaheads) - set(pending)):
         print(f'lookahead {la} ms: already trained ({steps} steps)', file=sys.stderr)
     running: dict[int, subprocess.Popen] = {}
@@ -65,10 +75,9 @@ def train_all(data: list[Path], out: Path, lookaheads: list[int], steps: int, jo
             folder = _run_folder(out, la)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / 'train_log.jsonl').unlink(missing_ok=True)  # a fresh run logs from step 1
-            command = [sys.executable, '-m', 'dystream_ros.cli', 'train', *map(str, data), '--out', str(folder),
-                       '--steps', str(steps), '--lookahead-ms', str(la), '--no-progress', *recipe]
+            (folder / 'command.json').write_text(json.dumps(commands[la]))  # another recipe trains afresh
             with (folder / 'train.out').open('w') as log:
-                running[la] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[la] = subprocess.Popen(commands[la], stdout=log, stderr=subprocess.STDOUT, env=env)
             print(f'lookahead {la} ms: training started ({folder})', file=sys.stderr)
         time.sleep(1.0)
         report = time.monotonic() - last_report >= POLL_S
