@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dystream_ros.apps.lookahead_ablation import _validation_clips
 from dystream_ros.cli import main
 from dystream_ros.model import load_model
 
@@ -64,3 +65,15 @@ def test_a_failed_training_names_its_log(corpus: Path, tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert 'training with lookahead 0 ms failed' in err
     assert str(tmp_path / 'lookahead_0ms' / 'train.out') in err
+
+
+def test_the_telephone_band_clips_carry_both_voices_without_the_band_above_4_khz() -> None:
+    clips = _validation_clips(1, 6.0)
+    recorded, telephone = clips['recorded'][0], clips['telephone'][0]
+    assert np.array_equal(recorded.reference_mouth, telephone.reference_mouth)  # the same conversation
+    for voice in ('self_audio', 'partner_audio'):
+        def high_share(audio: np.ndarray) -> float:
+            power = np.abs(np.fft.rfft(audio)) ** 2
+            return float(power[len(power) // 2:].sum() / power.sum())  # above 4 kHz at 16 kHz
+        assert high_share(getattr(recorded, voice)) > 1e-3
+        assert high_share(getattr(telephone, voice)) < 1e-4  # measured 1.2e-5: the resampler's leak

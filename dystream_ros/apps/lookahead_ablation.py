@@ -93,6 +93,7 @@ def train_all(data: list[Path], out: Path, lookaheads: list[int], steps: int, jo
             if process.returncode != 0:
                 for other in running.values():
                     other.terminate()
+                    other.wait()
                 msg = f'training with lookahead {la} ms failed (exit {process.returncode}); see {folder / "train.out"}'
                 raise ConfigError(msg)
             print(f'lookahead {la} ms: trained', file=sys.stderr)
