@@ -228,7 +228,9 @@ def test_render_latent_moves_from_the_first_latent_as_app_py_or_from_the_image(m
     renderer = PublishedRenderer(parts)  # flow_source='first_latent', as app.py
     first, second = FULL['in.driving_latent'][0].numpy(), np.zeros(512, np.float32)
     renderer.set_source(FULL['in.source_image_u8'].numpy())
-    assert np.array_equal(renderer.source_latent, FULL['motion_encoder.latent'][0].numpy())
+    # The motion encoder's latent of the source image, to float rounding (BLAS kernels differ between CPUs).
+    source_latent = torch.from_numpy(renderer.source_latent)[None]
+    assert relative_error(source_latent, FULL['motion_encoder.latent']) <= REL_TOL
     frame = renderer.render_latent(first)
     renderer.render_latent(second)
     renderer.flow_source = 'image'
@@ -237,7 +239,7 @@ def test_render_latent_moves_from_the_first_latent_as_app_py_or_from_the_image(m
     assert frame.shape == (512, 512, 3) and frame.dtype == np.uint8
     assert np.all(frame == 191)  # clip((0.5 + 1) / 2 * 255) = 191.25, truncated as app.py
     first_t, second_t = torch.from_numpy(first)[None], torch.from_numpy(second)[None]
-    expected = [(first_t, first_t), (first_t, second_t), (FULL['motion_encoder.latent'], second_t)]
+    expected = [(first_t, first_t), (first_t, second_t), (source_latent, second_t)]
     assert len(parts.moves) == len(expected)
     for (got_from, got_to), (want_from, want_to) in zip(parts.moves, expected):
         torch.testing.assert_close(got_from, want_from)
