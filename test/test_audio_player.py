@@ -63,6 +63,7 @@ class _Robot:
     def __init__(self, speaker: tuple[Path, Path, float], audio_type: type) -> None:
         home, fifo, latency_s = speaker
         self.dac = Dac(fifo)
+        self.audio_type = audio_type
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'dystream_ros.nodes.audio_player_node', '--ros-args', '-p', 'device:=speaker',
              '-p', f'output_latency_ms:={round(latency_s * 1e3)}', '-p', f'audio_type:={audio_type.__name__}'],
@@ -78,12 +79,19 @@ class _Robot:
         self.monotonic_to_ros_ns = time.time_ns() - time.monotonic_ns()  # the DAC's clock -> the node's clock
 
     def wait_until_playing(self) -> bool:
-        deadline = time.monotonic() + 60
-        while (self.publisher.get_subscription_count() == 0 or self.dac.start_s is None) \
-                and time.monotonic() < deadline and self.process.poll() is None:
+        """Wait until the speaker plays what the TTS sends. The publisher sees the node's subscription as soon as it
+        is made, before the node has started its speaker and begun to spin: what is sent then is taken up to 0.1 s
+        late (measured) or not at all, so a quiet tick is sent, once a second, until the speaker plays one. The tick
+        is longer than the speaker's latency, since what is due on arrival plays only from when the speaker can."""
+        tick = np.full(round(0.4 * RATE), 0.01, np.float32)
+        deadline, next_tick = time.monotonic() + 60, 0.0
+        while not self.dac.played().any() and time.monotonic() < deadline and self.process.poll() is None:
+            if self.publisher.get_subscription_count() > 0 and time.monotonic() >= next_tick:
+                self.say(tick, None if self.audio_type is AudioData else self.now_ns())
+                next_tick = time.monotonic() + 1.0
             self.executor.spin_once(timeout_sec=0.05)
-        time.sleep(1.0)  # the node's play clock settles on the speaker's pace
-        return self.dac.start_s is not None and self.publisher.get_subscription_count() > 0
+        time.sleep(1.0)  # the tick has played, and the node's play clock has settled on the speaker's pace
+        return bool(self.dac.played().any())
 
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
