@@ -82,8 +82,9 @@ class _Robot:
         """Wait until the speaker plays what the TTS sends. The publisher sees the node's subscription as soon as it
         is made, before the node has started its speaker and begun to spin: what is sent then is taken up to 0.1 s
         late (measured) or not at all, so a quiet tick is sent, once a second, until the speaker plays one. The tick
-        is longer than the speaker's latency, since what is due on arrival plays only from when the speaker can."""
-        tick = np.full(round(0.4 * RATE), 0.01, np.float32)
+        is longer than the speaker's latency, since what is due on arrival plays only from when the speaker can, and
+        a tone: the node's DC blocker would take a constant level out."""
+        tick = 0.01 * np.sin(2 * np.pi * 440 * np.arange(round(0.4 * RATE)) / RATE).astype(np.float32)
         deadline, next_tick = time.monotonic() + 60, 0.0
         while not self.dac.played().any() and time.monotonic() < deadline and self.process.poll() is None:
             if self.publisher.get_subscription_count() > 0 and time.monotonic() >= next_tick:
