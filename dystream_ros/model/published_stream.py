@@ -141,7 +141,9 @@ class PublishedStream:
         if self.noise is not None and self.generated < self.noise.shape[0]:
             noise = self.noise[self.generated : self.generated + 1]
         else:
-            noise = torch.randn(1, self.config.face_dim, generator=self.generator, device=self.device)
+            # drawn where the caller's generator lives (a CPU one gives the same noise on any device), then moved
+            where = self.generator.device if self.generator is not None else 'cpu'
+            noise = torch.randn(1, self.config.face_dim, generator=self.generator, device=where).to(self.device)
         latent = self.backend.next_latent(self.motion[None], window[0:1], window[1:2], self.anchor, noise)[0]
         self.motion = torch.cat([self.motion[1:], latent[None]])
         self.features.pop(frame - context + 1)

@@ -92,7 +92,7 @@ class PublishedStreamingGenerator:
         if seed is not None:
             self.seed = seed
         self.first_frame = self.next_frame = first_frame
-        noise = torch.Generator(device=self.device).manual_seed(self.seed)
+        noise = torch.Generator().manual_seed(self.seed)  # on the CPU: the same motion on any device
         self.stream = PublishedStream(self.backend, torch.from_numpy(self._anchor), lookahead_ms=self.lookahead_ms,
                                       generator=noise)
 
