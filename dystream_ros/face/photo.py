@@ -27,6 +27,10 @@ back, and scales the commanded rotation by the inverse of what it read (``rotati
 up to 10 degrees is seen as commanded and a larger one less (a 20 degree turn as about 15). Portraits with glasses
 blink poorly (the frame above the eye is dragged down with the lid).
 
+A lid closed in proportion to the command is seen to close late: a half-closed lid still reads as an open eye. So
+the avatar also calibrates its blinks when built (``READBACK``): it renders lid closures from open to shut, tracks
+them, and renders each command as the closure that is read back that fraction of the way from open to shut.
+
 The portrait is the avatar's neutral face: neutral motion returns it unchanged (up to interpolation rounding),
 so choose a photo with a neutral expression, closed mouth and open eyes.
 """
@@ -62,6 +66,10 @@ SLIVER = 0.4  # a triangle pressed below this fraction of its rest area is a fol
 DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
 MAX_ROTATION_GAIN = np.array([2.0, 2.0, 2.0])  # pitch, yaw, roll
+# Blendshapes rendered so that the tracker reads them back in proportion to the command (_calibrate_readback)
+READBACK = (('eyeBlinkLeft', 'eyeBlinkRight'),)
+READBACK_KNOTS = np.linspace(0.0, 1.0, 6)  # the values rendered and tracked to calibrate each
+MIN_READBACK = 0.1  # a full value read back as less than this much more than the rest value is not calibrated
 _INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
 
 
@@ -153,6 +161,8 @@ class PhotoAvatar:
             self.rig: PhotoRig = build_rig(landmarks_px, size)
             self.matte: PhotoMatte = build_matte(self.base, landmarks_px, self.rig.scale_px, self.rig.ey)
             self._prepare()
+            for names in READBACK:
+                self.readback[names] = self._calibrate_readback(tracker, names)
             self.rotation_gain = self._calibrate_rotation(tracker)
 
     @property
@@ -182,12 +192,47 @@ class PhotoAvatar:
         self._px_per_m = self.rig.scale_px / CANTHI_M
         self._prepare_mouth()
         self._prepare_lids()
+        self.readback: dict[tuple[str, ...], np.ndarray] = {}  # identity and no gain until calibrated
+        self.rotation_gain = np.ones((2, 3))
+
+    def _calibrate_readback(self, tracker: FaceTracker, names: tuple[str, ...]) -> np.ndarray:
+        """The value to render for each of ``READBACK_KNOTS`` commanded values of the blendshapes ``names``.
+
+        A lid or a jaw moved in proportion to the command is read back late: the tracker sees little of the first
+        half of a blink (0.5 is read as about a quarter of a full one) or of a jaw opening, and most of the rest. So
+        the avatar renders the knots, tracks them, and renders a command c as the value that is read as the fraction
+        c of the way from rest to the full value. Identity where the tracker sees too little of the full value (less
+        than ``MIN_READBACK`` more than at rest, as for a blink behind glasses) or loses the face.
+        """
+        indices = [index_of(name) for name in names]
+        seen = []
+        for value in READBACK_KNOTS:
+            motion = np.zeros(MOTION_DIM)
+            motion[indices] = value
+            face = tracker.track(self.render(motion))
+            if face is None:
+                return READBACK_KNOTS
+            seen.append(float(face.motion[indices].mean()))
+        seen = np.maximum.accumulate(np.array(seen))  # monotone, so that it can be inverted
+        if seen[-1] - seen[0] < MIN_READBACK:
+            return READBACK_KNOTS
+        wanted = seen[0] + READBACK_KNOTS * (seen[-1] - seen[0])  # read as a straight line from rest to full
+        strictly = seen + np.arange(len(seen)) * 1e-6  # np.interp needs increasing knots
+        return np.interp(wanted, strictly, READBACK_KNOTS)
+
+    def _weights(self, motion: np.ndarray) -> np.ndarray:
+        """The blendshape weights (52,) to render for a clean motion frame: clipped to [0, 1], the calibrated ones
+        through their read-back curves (:meth:`_calibrate_readback`)."""
+        weights = np.clip(motion[BLENDSHAPES], 0.0, 1.0)
+        for names, rendered in self.readback.items():
+            indices = [index_of(name) for name in names]
+            weights[indices] = np.interp(weights[indices], READBACK_KNOTS, rendered)
+        return weights
 
     def _calibrate_rotation(self, tracker: FaceTracker) -> np.ndarray:
         """The gain (2, 3) for a positive and a negative turn about each axis (pitch, yaw, roll) that makes the
         tracker read back the commanded turn: ``CALIBRATION_RAD`` over the turn read between the rest pose and a
         render turned by it, in [1, ``MAX_ROTATION_GAIN``] (1 where a render is lost)."""
-        self.rotation_gain = np.ones((2, 3))
         gain = np.ones((2, 3))
         rest = tracker.track(self.render(np.zeros(MOTION_DIM)))
         for axis in np.flatnonzero(MAX_ROTATION_GAIN > 1.0):
@@ -210,7 +255,7 @@ class PhotoAvatar:
         if motion.shape != (MOTION_DIM,):
             msg = f'motion must have shape ({MOTION_DIM},), got {motion.shape}'
             raise StreamError(msg)
-        weights = np.clip(motion[BLENDSHAPES], 0.0, 1.0)
+        weights = self._weights(motion)
         points = self._rest + (weights @ self._basis).reshape(self._rest.shape)
         turn = motion[ROTATION]
         turn = turn * np.where(turn >= 0.0, self.rotation_gain[0], self.rotation_gain[1])
@@ -447,7 +492,7 @@ class PhotoAvatar:
         person = cv2.remap(self.matte.person, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         image = cv2.blendLinear(image, self.matte.plate, person, 1.0 - person)  # the head over the still backdrop
         clean = np.nan_to_num(np.asarray(motion, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        self._paint_lids(image, points, np.clip(clean[BLENDSHAPES], 0.0, 1.0))
+        self._paint_lids(image, points, self._weights(clean))
         self._paint_mouth(image, points, clean)
         return image
 
