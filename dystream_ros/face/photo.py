@@ -27,9 +27,10 @@ back, and scales the commanded rotation by the inverse of what it read (``rotati
 up to 10 degrees is seen as commanded and a larger one less (a 20 degree turn as about 15). Portraits with glasses
 blink poorly (the frame above the eye is dragged down with the lid).
 
-A lid closed in proportion to the command is seen to close late: a half-closed lid still reads as an open eye. So
-the avatar also calibrates its blinks when built (``READBACK``): it renders lid closures from open to shut, tracks
-them, and renders each command as the closure that is read back that fraction of the way from open to shut.
+A lid closed or a jaw opened in proportion to the command is seen late: a half-closed lid still reads as an open
+eye, a small opening as a closed mouth. So the avatar also calibrates its blinks and jaw when built (``READBACK``):
+it renders them from rest to full, tracks them over a few head turns, and renders each command as the value that is
+read back that fraction of the way from rest to full.
 
 The portrait is the avatar's neutral face: neutral motion returns it unchanged (up to interpolation rounding),
 so choose a photo with a neutral expression, closed mouth and open eyes.
@@ -67,8 +68,9 @@ DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (se
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
 MAX_ROTATION_GAIN = np.array([2.0, 2.0, 2.0])  # pitch, yaw, roll
 # Blendshapes rendered so that the tracker reads them back in proportion to the command (_calibrate_readback)
-READBACK = (('eyeBlinkLeft', 'eyeBlinkRight'),)
+READBACK = (('eyeBlinkLeft', 'eyeBlinkRight'), ('jawOpen',))
 READBACK_KNOTS = np.linspace(0.0, 1.0, 6)  # the values rendered and tracked to calibrate each
+READBACK_YAW_RAD = np.radians([-8.0, 0.0, 8.0])  # each at these head turns (a turned mouth is read as more open)
 MIN_READBACK = 0.1  # a full value read back as less than this much more than the rest value is not calibrated
 _INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
 
@@ -161,9 +163,9 @@ class PhotoAvatar:
             self.rig: PhotoRig = build_rig(landmarks_px, size)
             self.matte: PhotoMatte = build_matte(self.base, landmarks_px, self.rig.scale_px, self.rig.ey)
             self._prepare()
+            self.rotation_gain = self._calibrate_rotation(tracker)
             for names in READBACK:
                 self.readback[names] = self._calibrate_readback(tracker, names)
-            self.rotation_gain = self._calibrate_rotation(tracker)
 
     @property
     def size(self) -> int:
@@ -199,20 +201,27 @@ class PhotoAvatar:
         """The value to render for each of ``READBACK_KNOTS`` commanded values of the blendshapes ``names``.
 
         A lid or a jaw moved in proportion to the command is read back late: the tracker sees little of the first
-        half of a blink (0.5 is read as about a quarter of a full one) or of a jaw opening, and most of the rest. So
-        the avatar renders the knots, tracks them, and renders a command c as the value that is read as the fraction
-        c of the way from rest to the full value. Identity where the tracker sees too little of the full value (less
-        than ``MIN_READBACK`` more than at rest, as for a blink behind glasses) or loses the face.
+        half of a blink (0.5 is read as about a quarter of a full one) or of a jaw opening (0.2 as an eighth), and
+        most of the rest. So the avatar renders the knots, tracks them, and renders a command c as the value that is
+        read as the fraction c of the way from rest to the full value. What is read is the mean over the head turns
+        of a conversation (``READBACK_YAW_RAD``): the tracker reads a mouth as more open when the head is turned
+        (0.3 as 0.09 facing the camera, 0.18 turned by 8 degrees), and a curve made facing it opens a turned mouth
+        too far. Identity where the tracker sees too little of the full value (less than ``MIN_READBACK`` more than
+        at rest, as for a blink behind glasses) or loses the face.
         """
         indices = [index_of(name) for name in names]
         seen = []
         for value in READBACK_KNOTS:
-            motion = np.zeros(MOTION_DIM)
-            motion[indices] = value
-            face = tracker.track(self.render(motion))
-            if face is None:
-                return READBACK_KNOTS
-            seen.append(float(face.motion[indices].mean()))
+            seen_turned = []
+            for yaw in READBACK_YAW_RAD:
+                motion = np.zeros(MOTION_DIM)
+                motion[indices] = value
+                motion[ROTATION.start + 1] = yaw
+                face = tracker.track(self.render(motion))
+                if face is None:
+                    return READBACK_KNOTS
+                seen_turned.append(face.motion[indices].mean())
+            seen.append(float(np.mean(seen_turned)))
         seen = np.maximum.accumulate(np.array(seen))  # monotone, so that it can be inverted
         if seen[-1] - seen[0] < MIN_READBACK:
             return READBACK_KNOTS
