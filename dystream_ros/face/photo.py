@@ -67,8 +67,10 @@ SLIVER = 0.4  # a triangle pressed below this fraction of its rest area is a fol
 DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (see PhotoAvatar.deform)
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
 MAX_ROTATION_GAIN = np.array([2.0, 2.0, 2.0])  # pitch, yaw, roll
-# Blendshapes rendered so that the tracker reads them back in proportion to the command (_calibrate_readback)
-READBACK = (('eyeBlinkLeft', 'eyeBlinkRight'), ('jawOpen',))
+# Blendshapes rendered so that the tracker reads them back in proportion to the command (_calibrate_readback), each
+# with the least slope of that proportion: the jaw's is 0.75 (a commanded opening c read as 0.75 c, as far as the rig
+# opens), the lids' none (a full blink read as the fullest blink the rig shows)
+READBACK = {('eyeBlinkLeft', 'eyeBlinkRight'): 0.0, ('jawOpen',): 0.75}
 READBACK_KNOTS = np.linspace(0.0, 1.0, 6)  # the values rendered and tracked to calibrate each
 READBACK_YAW_RAD = np.radians([-8.0, 0.0, 8.0])  # each at these head turns (a turned mouth is read as more open)
 MIN_READBACK = 0.1  # a full value read back as less than this much more than the rest value is not calibrated
@@ -164,8 +166,8 @@ class PhotoAvatar:
             self.matte: PhotoMatte = build_matte(self.base, landmarks_px, self.rig.scale_px, self.rig.ey)
             self._prepare()
             self.rotation_gain = self._calibrate_rotation(tracker)
-            for names in READBACK:
-                self.readback[names] = self._calibrate_readback(tracker, names)
+            for names, least_slope in READBACK.items():
+                self.readback[names] = self._calibrate_readback(tracker, names, least_slope)
 
     @property
     def size(self) -> int:
@@ -197,17 +199,20 @@ class PhotoAvatar:
         self.readback: dict[tuple[str, ...], np.ndarray] = {}  # identity and no gain until calibrated
         self.rotation_gain = np.ones((2, 3))
 
-    def _calibrate_readback(self, tracker: FaceTracker, names: tuple[str, ...]) -> np.ndarray:
+    def _calibrate_readback(self, tracker: FaceTracker, names: tuple[str, ...], least_slope: float) -> np.ndarray:
         """The value to render for each of ``READBACK_KNOTS`` commanded values of the blendshapes ``names``.
 
         A lid or a jaw moved in proportion to the command is read back late: the tracker sees little of the first
         half of a blink (0.5 is read as about a quarter of a full one) or of a jaw opening (0.2 as an eighth), and
         most of the rest. So the avatar renders the knots, tracks them, and renders a command c as the value that is
-        read as the fraction c of the way from rest to the full value. What is read is the mean over the head turns
-        of a conversation (``READBACK_YAW_RAD``): the tracker reads a mouth as more open when the head is turned
-        (0.3 as 0.09 facing the camera, 0.18 turned by 8 degrees), and a curve made facing it opens a turned mouth
-        too far. Identity where the tracker sees too little of the full value (less than ``MIN_READBACK`` more than
-        at rest, as for a blink behind glasses) or loses the face.
+        read as rest + c (full - rest): a straight line from rest to the full value. Where that line is flatter than
+        ``least_slope``, it is rest + c ``least_slope`` up to the full value: the full jaw is read as only about
+        0.5, and a mouth is seen open from an absolute 0.05. The jaw's 0.75 is a trade: at 1 (c read as c) the
+        tracker reads the widest openings as the head pitched up by 3 to 5 degrees. What is read is the mean over the
+        head turns of a conversation (``READBACK_YAW_RAD``): the tracker reads a mouth as more open when the head is
+        turned (0.3 as 0.09 facing the camera, 0.18 turned by 8 degrees), and a curve made facing it opens a turned
+        mouth too far. Identity where the tracker sees too little of the full value (less than ``MIN_READBACK`` more
+        than at rest, as for a blink behind glasses) or loses the face.
         """
         indices = [index_of(name) for name in names]
         seen = []
@@ -225,7 +230,8 @@ class PhotoAvatar:
         seen = np.maximum.accumulate(np.array(seen))  # monotone, so that it can be inverted
         if seen[-1] - seen[0] < MIN_READBACK:
             return READBACK_KNOTS
-        wanted = seen[0] + READBACK_KNOTS * (seen[-1] - seen[0])  # read as a straight line from rest to full
+        slope = max(seen[-1] - seen[0], least_slope)
+        wanted = np.minimum(seen[0] + READBACK_KNOTS * slope, seen[-1])  # a straight line, as far as the rig goes
         strictly = seen + np.arange(len(seen)) * 1e-6  # np.interp needs increasing knots
         return np.interp(wanted, strictly, READBACK_KNOTS)
 
