@@ -74,6 +74,7 @@ READBACK = {('eyeBlinkLeft', 'eyeBlinkRight'): 0.0, ('jawOpen',): 0.75}
 READBACK_KNOTS = np.linspace(0.0, 1.0, 6)  # the values rendered and tracked to calibrate each
 READBACK_YAW_RAD = np.radians([-8.0, 0.0, 8.0])  # each at these head turns (a turned mouth is read as more open)
 MIN_READBACK = 0.1  # a full value read back as less than this much more than the rest value is not calibrated
+_READBACK_INDICES = {names: [index_of(name) for name in names] for names in READBACK}
 _INNER_LIPS = lm.closed_contour(lm.LIPS_UPPER_INNER, lm.LIPS_LOWER_INNER)
 
 
@@ -214,7 +215,7 @@ class PhotoAvatar:
         mouth too far. Identity where the tracker sees too little of the full value (less than ``MIN_READBACK`` more
         than at rest, as for a blink behind glasses) or loses the face.
         """
-        indices = [index_of(name) for name in names]
+        indices = _READBACK_INDICES[names]
         seen = []
         for value in READBACK_KNOTS:
             seen_turned = []
@@ -240,7 +241,7 @@ class PhotoAvatar:
         through their read-back curves (:meth:`_calibrate_readback`)."""
         weights = np.clip(motion[BLENDSHAPES], 0.0, 1.0)
         for names, rendered in self.readback.items():
-            indices = [index_of(name) for name in names]
+            indices = _READBACK_INDICES[names]
             weights[indices] = np.interp(weights[indices], READBACK_KNOTS, rendered)
         return weights
 
@@ -264,13 +265,22 @@ class PhotoAvatar:
 
     # ------------------------------------------------------------------------------------------------------------
 
-    def deform(self, motion: np.ndarray) -> np.ndarray:
-        """Return the rig points (P, 3) for a (58,) motion frame (pixels; NaN entries count as 0)."""
+    @staticmethod
+    def _clean(motion: np.ndarray) -> np.ndarray:
+        """A (58,) motion frame as float64 with NaN and infinite entries as 0; StreamError if it is not (58,)."""
         motion = np.nan_to_num(np.asarray(motion, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         if motion.shape != (MOTION_DIM,):
             msg = f'motion must have shape ({MOTION_DIM},), got {motion.shape}'
             raise StreamError(msg)
-        weights = self._weights(motion)
+        return motion
+
+    def deform(self, motion: np.ndarray) -> np.ndarray:
+        """Return the rig points (P, 3) for a (58,) motion frame (pixels; NaN entries count as 0)."""
+        motion = self._clean(motion)
+        return self._deformed(motion, self._weights(motion))
+
+    def _deformed(self, motion: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The rig points (P, 3) of a clean motion frame and its blendshape weights to render."""
         points = self._rest + (weights @ self._basis).reshape(self._rest.shape)
         turn = motion[ROTATION]
         turn = turn * np.where(turn >= 0.0, self.rotation_gain[0], self.rotation_gain[1])
@@ -501,13 +511,14 @@ class PhotoAvatar:
 
     def render(self, motion: np.ndarray) -> np.ndarray:
         """Render one (58,) motion frame as a (size, size, 3) uint8 RGB image."""
-        points = self.deform(motion)
+        clean = self._clean(motion)
+        weights = self._weights(clean)
+        points = self._deformed(clean, weights)
         map_x, map_y = self._warp_maps(points)
         image = cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         person = cv2.remap(self.matte.person, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         image = cv2.blendLinear(image, self.matte.plate, person, 1.0 - person)  # the head over the still backdrop
-        clean = np.nan_to_num(np.asarray(motion, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        self._paint_lids(image, points, self._weights(clean))
+        self._paint_lids(image, points, weights)
         self._paint_mouth(image, points, clean)
         return image
 
