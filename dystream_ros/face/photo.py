@@ -68,9 +68,9 @@ DEPTH_RELIEF = 0.8  # fraction of the landmarks' depth used by head rotation (se
 CALIBRATION_RAD = np.radians(12.0)  # the turn about each axis that calibrates the rotation gain
 MAX_ROTATION_GAIN = np.array([2.0, 2.0, 2.0])  # pitch, yaw, roll
 # Blendshapes rendered so that the tracker reads them back in proportion to the command (_calibrate_readback), each
-# with the least slope of that proportion: the jaw's is 0.75 (a commanded opening c read as 0.75 c, as far as the rig
-# opens), the lids' none (a full blink read as the fullest blink the rig shows)
-READBACK = {('eyeBlinkLeft', 'eyeBlinkRight'): 0.0, ('jawOpen',): 0.75}
+# with the least slope of that proportion: the jaw's is 1 (a commanded opening c read as c, as far as the rig opens),
+# the lids' none (a full blink read as the fullest blink the rig shows)
+READBACK = {('eyeBlinkLeft', 'eyeBlinkRight'): 0.0, ('jawOpen',): 1.0}
 READBACK_KNOTS = np.linspace(0.0, 1.0, 6)  # the values rendered and tracked to calibrate each
 READBACK_YAW_RAD = np.radians([-8.0, 0.0, 8.0])  # each at these head turns (a turned mouth is read as more open)
 MIN_READBACK = 0.1  # a full value read back as less than this much more than the rest value is not calibrated
@@ -208,12 +208,13 @@ class PhotoAvatar:
         most of the rest. So the avatar renders the knots, tracks them, and renders a command c as the value that is
         read as rest + c (full - rest): a straight line from rest to the full value. Where that line is flatter than
         ``least_slope``, it is rest + c ``least_slope`` up to the full value: the full jaw is read as only about
-        0.5, and a mouth is seen open from an absolute 0.05. The jaw's 0.75 is a trade: at 1 (c read as c) the
-        tracker reads the widest openings as the head pitched up by 3 to 5 degrees. What is read is the mean over the
-        head turns of a conversation (``READBACK_YAW_RAD``): the tracker reads a mouth as more open when the head is
-        turned (0.3 as 0.09 facing the camera, 0.18 turned by 8 degrees), and a curve made facing it opens a turned
-        mouth too far. Identity where the tracker sees too little of the full value (less than ``MIN_READBACK`` more
-        than at rest, as for a blink behind glasses) or loses the face.
+        0.5, and a mouth is seen open from an absolute 0.05, so the jaw's is 1 (c read as c; this needs a mouth that
+        narrows as it opens, see ``photo_rig.JAW_NARROW``, or the tracker reads the wide openings as the head pitched
+        by 3 to 5 degrees). What is read is the mean over the head turns of a conversation (``READBACK_YAW_RAD``):
+        the tracker reads a mouth as more open when the head is turned (0.3 as 0.09 facing the camera, 0.18 turned by
+        8 degrees), and a curve made facing it opens a turned mouth too far. Identity where the tracker sees too little
+        of the full value (less than ``MIN_READBACK`` more than at rest, as for a blink behind glasses) or loses the
+        face.
         """
         indices = _READBACK_INDICES[names]
         seen = []

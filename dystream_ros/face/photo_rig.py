@@ -9,7 +9,8 @@ Built once from the 478 landmarks of a portrait (pixels, with MediaPipe's relati
 * a linear blendshape basis ``basis[k]`` (P, 3): the displacement of every rig point at weight 1 of blendshape k.
   Each blendshape is a rule written in a face frame (unit ``s`` = the distance between the outer eye corners,
   axes along and across the eye line): a few driver landmarks move, neighbours follow with a Gaussian falloff.
-  The jaw drops each mandible point in proportion to its depth in front of the ear axis, so the chin moves most.
+  The jaw drops each mandible point in proportion to its depth in front of the ear axis, so the chin moves most,
+  and draws the mouth corners in.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dystream_ros.face.motion import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 RING1_SCALE = 1.3  # hair/neck ring, as a multiple of the face outline's distance from the face centre
 RING2_SCALE = 2.2  # fixed ring: nothing beyond it moves
 JAW_DROP = 0.36  # chin drop at jawOpen = 1, in units of the outer eye-corner distance (about 3 cm)
+JAW_NARROW = 0.05  # how far each mouth corner moves in at jawOpen = 1, in the same units
 CANTHI_M = 0.089  # distance between the outer eye corners of MediaPipe's canonical face, metres
 VIEW_DISTANCE_M = 0.6  # assumed camera distance, converts headX (towards the viewer) to a scale change
 
@@ -150,6 +152,10 @@ def _jaw_rules(book: _RuleBook, points: np.ndarray, pivot: np.ndarray, ring1: li
     disp[:, 2] = drop_d
     jaw = np.flatnonzero(weight > 0.0)
     book.add('jawOpen', jaw, disp[jaw] * weight[jaw, None])
+    # The mouth narrows as the jaw drops: its corners move in. A mouth opened as wide as it is at rest is read by the
+    # FaceLandmarker as the head pitched down, by about 3 degrees at a `jawOpen` read as 0.4.
+    corners_in = [lm.MOUTH_CORNER_RIGHT, lm.LIPS_UPPER_INNER[0], lm.MOUTH_CORNER_LEFT, lm.LIPS_UPPER_INNER[-1]]
+    book.add('jawOpen', corners_in, book.vec(JAW_NARROW * np.array([1.0, 1.0, -1.0, -1.0]), 0.0), sigma=0.12)
     # The hair/neck ring below the chin follows part of the way, so the skin under the chin stretches, not folds.
     k = BLENDSHAPE_NAMES.index('jawOpen')
     for ring_point, outline_point in zip(ring1, lm.FACE_OVAL):
