@@ -122,8 +122,7 @@ def test_a_nod_is_seen_as_deep_as_commanded(avatar, tracker):
     seen = [tracker.track(avatar.render(motion_frame(headPitch=value))).motion for value in commanded]
     error = np.degrees([get_values(s, 'headPitch')[0] - get_values(rest, 'headPitch')[0] for s in seen] - commanded)
     assert np.abs(error).max() <= 2.0  # the avatar calibrated its pitch when it was built
-    assert np.all((avatar.rotation_gain[:, 0] > 1.0) & (avatar.rotation_gain[:, 0] <= 2.0))
-    assert np.all((avatar.rotation_gain[:, 1] > 1.0) & (avatar.rotation_gain[:, 1] <= 2.0))
+    assert np.all((avatar.rotation_gain[:, :2] >= 1.0) & (avatar.rotation_gain[:, :2] <= 2.0))
 
 
 def test_a_conversational_head_turn_is_seen_as_far_as_commanded(avatar, tracker):
@@ -132,6 +131,21 @@ def test_a_conversational_head_turn_is_seen_as_far_as_commanded(avatar, tracker)
     seen = [tracker.track(avatar.render(motion_frame(headYaw=value))).motion for value in commanded]
     error = np.degrees([get_values(s, 'headYaw')[0] - get_values(rest, 'headYaw')[0] for s in seen] - commanded)
     assert np.abs(error).max() <= 2.0, error  # measured: within 0.9
+
+
+def test_a_head_turn_widens_the_cheek_without_smearing_its_edge(avatar):
+    """Issue 18: turned, the side of the cheek that a frontal photo shows foreshortened was stretched threefold and
+    more at the face's edge, into horizontal streaks beside the ear (at a 20 degree turn 2.1 % of the head's pixels
+    were a portrait pixel smeared over more than 3). Now the widening is spread over the cheek."""
+    for turn in ({'headYaw': 0.35}, {'headYaw': -0.35}, {'headPitch': 0.26}, {'headPitch': -0.26}):
+        map_x, map_y = avatar._warp_maps(avatar.deform(motion_frame(**turn)))
+        # output pixels per portrait pixel, across and down the picture
+        shrink = np.minimum(np.abs(np.gradient(map_x, axis=1)), np.abs(np.gradient(map_y, axis=0)))
+        magnified = 1.0 / np.maximum(shrink, 1e-3)
+        person = cv2.remap(avatar.matte.person, map_x, map_y, cv2.INTER_LINEAR)
+        head = (avatar.matte.head_weight > 0.99) & (person > 0.5)
+        smeared = float(np.mean(magnified[head] > 3.0))
+        assert smeared <= 0.003, (turn, smeared)  # measured at most 0.001, the old warp 0.021
 
 
 def _head_region(tracker: FaceTracker, image: np.ndarray, grow: float = 1.0) -> np.ndarray:

@@ -17,15 +17,17 @@ the backdrop. Each frame then
    border) inside the deformed inner-lip contour, faded in as the lips part, and for blinks the lid skin and lash
    line over the closing eye, faded in from half closed.
 
-Head turns use 80 % of the landmarks' depth relief (``DEPTH_RELIEF``): a single photo cannot show the side of the
-head that a turn reveals, and the full relief stretches the near cheek visibly. A viewer (and the FaceLandmarker)
-then reads less turn from the picture than the warp applies: about 70 % of a pitch and 55 % of a yaw. So each
-avatar calibrates itself when built: it renders a turn of ``CALIBRATION_RAD`` each way about each axis, tracks it
-back, and scales the commanded rotation by the inverse of what it read (``rotation_gain``, at most
-``MAX_ROTATION_GAIN``), so that a nod or a turn is seen as far as commanded. The warp approaches
-``MAX_ROTATION_RAD`` softly: warped further than about 20 degrees, the near temple tears from the hair, so a turn of
-up to 10 degrees is seen as commanded and a larger one less (a 20 degree turn as about 15). Portraits with glasses
-blink poorly (the frame above the eye is dragged down with the lid).
+Head turns use 80 % of the landmarks' depth relief (``DEPTH_RELIEF``), and near the face outline a depth eased
+towards the outline's (``PhotoRig.turn_depth``): a single photo cannot show the side of the head that a turn reveals,
+the full relief stretches the near cheek visibly, and the steep depth at the outline smears the cheek's edge into
+streaks. A viewer (and the FaceLandmarker) then reads less turn from the picture than the warp applies: about 90 % of
+a pitch and 70 % of a yaw. So each avatar calibrates itself when built: it renders a turn of ``CALIBRATION_RAD`` each
+way about each axis, tracks it back, and scales the commanded rotation by the inverse of what it read
+(``rotation_gain``, at most ``MAX_ROTATION_GAIN``), so that a nod or a turn is seen as far as commanded. The warp
+approaches ``MAX_ROTATION_RAD`` softly: warped further than about 25 degrees, the far cheek folds over its outline
+with a hard edge, so a turn of up to 10 degrees is seen as commanded and a larger one less (20 degrees as about 16,
+30 as about 19).
+Portraits with glasses blink poorly (the frame above the eye is dragged down with the lid).
 
 A lid closed or a jaw opened in proportion to the command is seen late: a half-closed lid still reads as an open
 eye, a small opening as a closed mouth. So the avatar also calibrates its blinks and jaw when built (``READBACK``):
@@ -187,6 +189,8 @@ class PhotoAvatar:
         self._basis = self.rig.basis.reshape(self.rig.basis.shape[0], -1)
         self._basis3 = self.rig.basis.astype(np.float64)
         self._rest = self.rig.points.astype(np.float64)
+        self._turn_offset = np.zeros_like(self._rest)
+        self._turn_offset[:, 2] = self.rig.turn_depth - self._rest[:, 2]
         self._rest_tri = self._rest[self.rig.triangles, :2]  # (F, 3, 2)
         rest_h = np.concatenate([self._rest_tri, np.ones((len(self._rest_tri), 3, 1))], axis=2)
         self._rest_det = np.abs(np.linalg.det(rest_h))
@@ -211,7 +215,7 @@ class PhotoAvatar:
         0.5, and a mouth is seen open from an absolute 0.05, so the jaw's is 1 (c read as c; this needs a mouth that
         narrows as it opens, see ``photo_rig.JAW_NARROW``, or the tracker reads the wide openings as the head pitched
         by 3 to 5 degrees). What is read is the mean over the head turns of a conversation (``READBACK_YAW_RAD``):
-        the tracker reads a mouth as more open when the head is turned (0.3 as 0.09 facing the camera, 0.18 turned by
+        the tracker reads a mouth as more open when the head is turned (0.1 as 0.06 facing the camera, 0.09 turned by
         8 degrees), and a curve made facing it opens a turned mouth too far. Identity where the tracker sees too little
         of the full value (less than ``MIN_READBACK`` more than at rest, as for a blink behind glasses) or loses the
         face.
@@ -292,9 +296,11 @@ class PhotoAvatar:
         scale = 1.0 + tx / VIEW_DISTANCE_M
         # Rotate with the depth relief damped: one photo cannot show the side of the head that a turn reveals,
         # so a full-depth turn stretches the near cheek and folds the far one visibly.
-        relief = (points - pivot) * np.array([1.0, 1.0, DEPTH_RELIEF])
+        # The cheek's edge turns with its depth eased (PhotoRig.turn_depth), so that the side a turn reveals widens
+        # over the whole cheek, not in a streak at its edge; the depth is given back after the turn.
+        relief = (points + self._turn_offset - pivot) * np.array([1.0, 1.0, DEPTH_RELIEF])
         moved = pivot + scale * relief @ rotation.T
-        moved[:, 2] = pivot[2] + (moved[:, 2] - pivot[2]) / DEPTH_RELIEF
+        moved[:, 2] = pivot[2] + (moved[:, 2] - pivot[2]) / DEPTH_RELIEF - self._turn_offset[:, 2]
         moved[:, 0] += ty * self._px_per_m
         moved[:, 1] -= tz * self._px_per_m
         rigidity = self.rig.rigidity[:, None].astype(np.float64)

@@ -10,12 +10,15 @@ Built once from the 478 landmarks of a portrait (pixels, with MediaPipe's relati
   Each blendshape is a rule written in a face frame (unit ``s`` = the distance between the outer eye corners,
   axes along and across the eye line): a few driver landmarks move, neighbours follow with a Gaussian falloff.
   The jaw drops each mandible point in proportion to its depth in front of the ear axis, so the chin moves most,
-  and draws the mouth corners in.
+  and draws the mouth corners in;
+* the depth that a head turn uses (``turn_depth``): the landmarks' own, eased towards the face outline's over a band
+  inside it (see :func:`_turn_depth`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from dystream_ros.face import landmarks as lm
@@ -26,6 +29,7 @@ RING1_SCALE = 1.3  # hair/neck ring, as a multiple of the face outline's distanc
 RING2_SCALE = 2.2  # fixed ring: nothing beyond it moves
 JAW_DROP = 0.36  # chin drop at jawOpen = 1, in units of the outer eye-corner distance (about 3 cm)
 JAW_NARROW = 0.05  # how far each mouth corner moves in at jawOpen = 1, in the same units
+OUTLINE_BAND = 0.35  # width of the band inside the face outline whose depth is eased for turns, eye-corner units
 CANTHI_M = 0.089  # distance between the outer eye corners of MediaPipe's canonical face, metres
 VIEW_DISTANCE_M = 0.6  # assumed camera distance, converts headX (towards the viewer) to a scale change
 
@@ -39,6 +43,7 @@ class PhotoRig:
     mouth_triangles: np.ndarray  # (F,) bool: inside the inner lip contour (covered by the mouth interior)
     basis: np.ndarray  # (52, P, 3) float32 displacement per unit blendshape weight
     rigidity: np.ndarray  # (P,) float32 in [0, 1]: how much a point follows the head pose
+    turn_depth: np.ndarray  # (P,) float32: the depth a head turn moves each point by (see _turn_depth)
     pivot: np.ndarray  # (3,) head rotation centre
     scale_px: float  # s: outer eye corner distance in pixels
     ex: np.ndarray  # (2,) unit vector from the subject's right eye to the left eye (image)
@@ -257,6 +262,38 @@ def _eye_rules(book: _RuleBook) -> None:
         book.add('browInnerUp', inner, book.vec(0.0, -0.1), sigma=0.15, receivers=forehead, gain=0.8)
 
 
+def _turn_depth(points: np.ndarray, num_landmarks: int, scale: float, ring1: list[int]) -> np.ndarray:
+    """The depth (P,) that a head turn moves each rig point by: the landmarks' own, eased towards the depth of
+    the nearest point of the face outline over a band ``OUTLINE_BAND`` wide inside it (landmarks outside the outline
+    take its depth); the hair ring halfway between the ears' depth and its outline point's.
+
+    Near the outline a face curves away from the camera: MediaPipe's depth climbs by about 0.6 eye-corner distances
+    over the last 0.1, where the photo shows the side of the cheek foreshortened into a thin band. Turned with that
+    depth, the band is stretched threefold on the side the turn reveals and the cheek's edge is smeared into streaks.
+    Eased, the same widening is spread over the whole band (about 1.5-fold): the outline and the nose move as before,
+    and the tracker reads more of the turn from the same warp (the avatar calibrates its gain to that). The hair
+    ring at the ears' depth stays back while the forehead's outline, 0.9 nearer, comes forward: tilted back, the
+    head pressed the fringe into a fold of bright hair; halfway, it is not.
+    """
+    depth = points[:, 2].astype(np.float64).copy()
+    outline = points[list(lm.FACE_OVAL)].astype(np.float64)
+    start, step = outline, np.roll(outline, -1, axis=0) - outline  # the outline's segments
+    xy = points[:num_landmarks, :2].astype(np.float64)
+    t = np.clip(np.einsum('nsk,sk->ns', xy[:, None] - start[None, :, :2], step[:, :2])
+                / np.maximum(np.sum(step[:, :2] ** 2, axis=1), 1e-9), 0.0, 1.0)  # (N, segments)
+    gap = np.linalg.norm(xy[:, None] - start[None, :, :2] - t[..., None] * step[None, :, :2], axis=-1)
+    nearest = np.argmin(gap, axis=1)
+    rows = np.arange(num_landmarks)
+    outline_depth = start[nearest, 2] + t[rows, nearest] * step[nearest, 2]
+    polygon = outline[:, None, :2].astype(np.float32)
+    inside = np.array([cv2.pointPolygonTest(polygon, (float(x), float(y)), False) > 0 for x, y in xy])
+    ease = np.clip(np.where(inside, gap[rows, nearest], 0.0) / (OUTLINE_BAND * scale), 0.0, 1.0)
+    ease = ease * ease * (3 - 2 * ease)  # smoothstep: 0 on the outline, 1 from the band's inner edge
+    depth[:num_landmarks] = outline_depth + ease * (depth[:num_landmarks] - outline_depth)
+    depth[ring1] = 0.5 * (depth[ring1] + outline[:, 2])
+    return depth
+
+
 def build_rig(landmarks_px: np.ndarray, size: int) -> PhotoRig:
     """Build the rig of a portrait from its (478, 3) landmarks in pixels of the (size, size) render.
 
@@ -302,5 +339,6 @@ def build_rig(landmarks_px: np.ndarray, size: int) -> PhotoRig:
     ring_b = book.b[ring1_idx]
     rigidity[ring1_idx] = np.clip(1.0 - 0.5 * (ring_b - book.b[lm.NOSE_TIP]) / max(chin_b - book.b[lm.NOSE_TIP], 1e-6),
                                   0.5, 1.0)
-    return PhotoRig(points.astype(np.float32), triangles, mouth, book.basis, rigidity, pivot.astype(np.float32),
-                    scale, ex.astype(np.float32), ey.astype(np.float32))
+    return PhotoRig(points.astype(np.float32), triangles, mouth, book.basis, rigidity,
+                    _turn_depth(points, n, scale, ring1_idx).astype(np.float32), pivot.astype(np.float32), scale,
+                    ex.astype(np.float32), ey.astype(np.float32))
