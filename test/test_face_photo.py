@@ -122,7 +122,6 @@ def test_a_nod_is_seen_as_deep_as_commanded(avatar, tracker):
     seen = [tracker.track(avatar.render(motion_frame(headPitch=value))).motion for value in commanded]
     error = np.degrees([get_values(s, 'headPitch')[0] - get_values(rest, 'headPitch')[0] for s in seen] - commanded)
     assert np.abs(error).max() <= 2.0  # the avatar calibrated its pitch when it was built
-    assert np.all((avatar.rotation_gain[:, :2] >= 1.0) & (avatar.rotation_gain[:, :2] <= 2.0))
 
 
 def test_a_conversational_head_turn_is_seen_as_far_as_commanded(avatar, tracker):
@@ -131,6 +130,7 @@ def test_a_conversational_head_turn_is_seen_as_far_as_commanded(avatar, tracker)
     seen = [tracker.track(avatar.render(motion_frame(headYaw=value))).motion for value in commanded]
     error = np.degrees([get_values(s, 'headYaw')[0] - get_values(rest, 'headYaw')[0] for s in seen] - commanded)
     assert np.abs(error).max() <= 2.0, error  # measured: within 0.9
+    assert np.all(avatar.rotation_gain[:, 1] > 1.0)  # a turn is seen short unless the yaw is calibrated (1.3-1.4)
 
 
 def test_a_head_turn_widens_the_cheek_without_smearing_its_edge(avatar):
